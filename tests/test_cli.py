@@ -1,0 +1,192 @@
+"""End to end: ``tlbench`` commands into a temporary MLflow store, read back through MLflow's API."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from click.testing import CliRunner
+from mlflow.tracking import MlflowClient
+
+from tlbench.cli import main
+
+TRANSFER_GRID = """
+name: e2e
+train: {epochs: 2, batch_size: 32, image_size: 16, lr: 0.05, seed: 0}
+optimizers: [sgd]
+augmentations: [none]
+blocks:
+  - name: source
+    datasets:
+      - {name: synthetic, params: {classes: 4, train_per_class: 30, val_per_class: 8, test_per_class: 8, image_size: 16}}
+    backbones: [{name: test_resnet, weights: none}]
+    strategies: [scratch]
+  - name: transfer
+    datasets: [{name: digits, train: {subset: 0.2}}]
+    backbones: [{name: test_resnet, weights: "cell:synthetic/test_resnet/scratch/sgd/none"}]
+    strategies: [linear_probe, scratch]
+"""
+
+ARTIFACTS = {
+    "cell.yaml",
+    "history.csv",
+    "per_class.csv",
+    "learning_curves.png",
+    "confusion_matrix.png",
+    "checkpoint",
+}
+
+
+def _invoke(*args: str):
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def _runs(store: str, experiment: str):
+    client = MlflowClient(store)
+    exp = client.get_experiment_by_name(experiment)
+    assert exp is not None
+    return client, client.search_runs([exp.experiment_id], max_results=1000)
+
+
+@pytest.mark.slow
+def test_run_tracks_every_cell_and_resume_skips(write_grid, store):
+    grid = write_grid(TRANSFER_GRID)
+    result = _invoke("run", "--grid", str(grid), "--tracking-uri", store)
+    assert result.exit_code == 0, result.output
+    client, runs = _runs(store, "e2e")
+    assert len(runs) == 3
+    assert {r.info.status for r in runs} == {"FINISHED"}
+    by_name = {r.info.run_name: r for r in runs}
+    probe = by_name["digits-20pct/test_resnet/linear_probe/sgd/none"]
+    source = by_name["synthetic/test_resnet/scratch/sgd/none"]
+
+    # params: every axis value and training setting
+    p = probe.data.params
+    assert p["dataset"] == "digits-20pct" and p["strategy"] == "linear_probe" and p["subset"] == "0.2"
+    assert p["backbone.weights"] == "cell:synthetic/test_resnet/scratch/sgd/none"
+    assert p["epochs"] == "2" and p["lr"] == "0.05"
+    # final metrics and tags
+    m = probe.data.metrics
+    assert {
+        "test_acc",
+        "test_top5",
+        "best_val_acc",
+        "best_epoch",
+        "train_time_s",
+        "params_trainable",
+        "params_total",
+    } <= set(m)
+    assert 0 < m["params_trainable"] < m["params_total"]
+    assert m["test_acc"] > 0.2  # 10 classes: a transferred probe is clearly above chance
+    assert probe.data.tags["tlbench.cell_id"] and probe.data.tags["tlbench.grid"] == "e2e"
+    assert probe.data.tags["tlbench.source_run_id"] == source.info.run_id
+    # per-epoch metrics with step = epoch
+    history = client.get_metric_history(probe.info.run_id, "val_acc")
+    assert sorted(h.step for h in history) == [0, 1]
+    # artifacts
+    names = {a.path for a in client.list_artifacts(probe.info.run_id)}
+    assert names >= ARTIFACTS
+    assert [a.path for a in client.list_artifacts(probe.info.run_id, "checkpoint")] == [
+        "checkpoint/best.safetensors"
+    ]
+
+    # re-run: nothing trains again, no new runs
+    again = _invoke("run", "--grid", str(grid), "--tracking-uri", store)
+    assert again.exit_code == 0
+    assert again.output.count("SKIPPED") == 3
+    assert len(_runs(store, "e2e")[1]) == 3
+
+    # --select + --force reruns only the selection (and not its finished source)
+    forced = _invoke(
+        "run", "--grid", str(grid), "--tracking-uri", store, "--force", "--select", "digits*/*/scratch/*"
+    )
+    assert forced.exit_code == 0
+    runs = _runs(store, "e2e")[1]
+    assert len(runs) == 4  # one new run: scratch cells have no cell: source to pull in
+    assert sum(r.info.run_name == "digits-20pct/test_resnet/scratch/sgd/none" for r in runs) == 2
+
+
+def test_ls_and_validate(write_grid):
+    grid = write_grid(TRANSFER_GRID)
+    out = _invoke("ls", "--grid", str(grid))
+    assert out.exit_code == 0
+    assert "3 of 3 cells" in out.output and "linear_probe" in out.output
+    sel = _invoke("ls", "--grid", str(grid), "--select", "*/scratch/*")
+    assert "2 of 3 cells" in sel.output
+    val = _invoke("validate", "--grid", str(grid))
+    assert val.exit_code == 0, val.output
+    assert "is valid" in val.output
+
+
+def test_bad_grid_exits_2_without_traceback(write_grid):
+    grid = write_grid(TRANSFER_GRID.replace("linear_probe", "linear_prob"))
+    proc = subprocess.run(
+        [sys.executable, "-m", "tlbench.cli", "ls", "--grid", str(grid)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert str(grid) in proc.stderr and "blocks[1].strategies[0].name" in proc.stderr
+    assert "did you mean 'linear_probe'" in proc.stderr
+
+
+def test_failed_cell_is_recorded_and_the_grid_continues(write_grid, store):
+    grid = write_grid(
+        TRANSFER_GRID.replace(
+            "strategies: [linear_probe, scratch]",
+            "strategies: [scratch, {name: finetune, label: bad, train: {lr: 1.0e+12}}]",
+        ).replace('weights: "cell:synthetic/test_resnet/scratch/sgd/none"', "weights: none")
+    )
+    result = _invoke("run", "--grid", str(grid), "--tracking-uri", store)
+    assert result.exit_code == 1
+    _, runs = _runs(store, "e2e")
+    status = {r.info.run_name: r for r in runs}
+    bad = status["digits-20pct/test_resnet/bad/sgd/none"]
+    assert bad.info.status == "FAILED"
+    assert bad.data.tags["tlbench.failure_reason"].startswith("nonfinite_loss")
+    assert status["digits-20pct/test_resnet/scratch/sgd/none"].info.status == "FINISHED"
+    assert "RUNNING" not in {r.info.status for r in runs}
+
+
+@pytest.mark.slow
+def test_ctrl_c_marks_the_run_killed_and_the_next_run_completes(write_grid, store, tmp_path):
+    grid = write_grid(TRANSFER_GRID.replace("epochs: 2", "epochs: 40"))
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tlbench.cli", "run", "--grid", str(grid), "--tracking-uri", store],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
+    client = MlflowClient(store)
+    deadline = time.time() + 120
+    running = None
+    while time.time() < deadline and running is None:
+        time.sleep(0.5)
+        exp = client.get_experiment_by_name("e2e")
+        if exp:
+            runs = client.search_runs([exp.experiment_id])
+            running = next(
+                (r for r in runs if r.info.status == "RUNNING" and r.data.metrics.get("val_acc") is not None),
+                None,
+            )
+    assert running is not None, "no run started"
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out.decode()
+    killed = client.get_run(running.info.run_id)
+    assert killed.info.status == "KILLED"
+    assert killed.data.tags["tlbench.failure_reason"] == "interrupted"
+
+    result = _invoke("run", "--grid", str(grid), "--tracking-uri", store)
+    assert result.exit_code == 0, result.output
+    runs = _runs(store, "e2e")[1]
+    finished = {r.info.run_name for r in runs if r.info.status == "FINISHED"}
+    assert len(finished) == 3
+    assert "RUNNING" not in {r.info.status for r in runs}

@@ -1,0 +1,132 @@
+"""Expansion, stable ids, excludes, blocks, ``cell:`` ordering and --select."""
+
+from __future__ import annotations
+
+import pytest
+
+from tlbench.grid import expand, select, with_dependencies
+from tlbench.spec import SpecError, parse_grid
+
+GRID = {
+    "name": "g",
+    "train": {"epochs": 2, "lr": 0.01},
+    "datasets": ["digits", {"name": "synthetic", "params": {"classes": 3}}],
+    "backbones": [{"name": "test_resnet", "weights": "none", "train": {"lr": 0.5}}],
+    "strategies": ["linear_probe", "finetune", "scratch"],
+    "optimizers": ["sgd", {"name": "adamw", "train": {"lr": 0.001}}],
+    "augmentations": ["none"],
+}
+
+
+def test_cross_product_and_names():
+    cells = expand(parse_grid(GRID))
+    assert len(cells) == 2 * 1 * 3 * 2 * 1
+    names = {c.name for c in cells}
+    assert "digits/test_resnet/linear_probe/sgd/none" in names
+    assert len(names) == len(cells)
+
+
+def test_ids_stable_and_independent_of_order():
+    a = {c.name: c.id for c in expand(parse_grid(GRID))}
+    shuffled = dict(GRID)
+    shuffled["strategies"] = list(reversed(GRID["strategies"]))
+    shuffled["datasets"] = list(reversed(GRID["datasets"]))
+    shuffled = dict(reversed(list(shuffled.items())))  # key order too
+    b = {c.name: c.id for c in expand(parse_grid(shuffled))}
+    assert a == b
+    assert len(set(a.values())) == len(a)
+
+
+def test_id_changes_with_content_and_defaults_are_filled():
+    base = {c.name: c.id for c in expand(parse_grid(GRID))}
+    changed = dict(GRID, train={"epochs": 3, "lr": 0.01})
+    assert all(base[n] != i for n, i in ((c.name, c.id) for c in expand(parse_grid(changed))))
+    spelled = dict(GRID, optimizers=[{"name": "sgd", "params": {"momentum": 0.9}}, GRID["optimizers"][1]])
+    assert {c.name: c.id for c in expand(parse_grid(spelled))} == base
+
+
+def test_override_precedence():
+    cells = {c.name: c for c in expand(parse_grid(GRID))}
+    assert cells["digits/test_resnet/finetune/sgd/none"].train.lr == 0.5  # backbone beats grid
+    assert cells["digits/test_resnet/finetune/adamw/none"].train.lr == 0.001  # optimizer beats backbone
+
+
+def test_exclude_by_glob():
+    grid = dict(GRID, exclude=[{"dataset": "synth*", "strategy": "scratch"}])
+    names = {c.name for c in expand(parse_grid(grid))}
+    assert not any(n.startswith("synthetic/") and "/scratch/" in n for n in names)
+    assert any(n.startswith("digits/") and "/scratch/" in n for n in names)
+    assert len(names) == 12 - 2
+
+
+def test_subset_entries_get_distinct_labels():
+    grid = dict(GRID, datasets=["digits", {"name": "digits", "train": {"subset": 0.25}}])
+    names = {c.name.split("/")[0] for c in expand(parse_grid(grid))}
+    assert names == {"digits", "digits-25pct"}
+
+
+def test_colliding_names_need_a_label():
+    grid = dict(GRID, datasets=[{"name": "synthetic", "params": {"classes": 3}}, {"name": "synthetic"}])
+    with pytest.raises(SpecError, match="label"):
+        expand(parse_grid(grid))
+
+
+BLOCKS = {
+    "name": "b",
+    "train": {"epochs": 2},
+    "optimizers": ["sgd"],
+    "augmentations": ["none"],
+    "blocks": [
+        {
+            "name": "transfer",
+            "datasets": ["digits"],
+            "backbones": [{"name": "test_resnet", "weights": "cell:synthetic/test_resnet/scratch/sgd/none"}],
+            "strategies": ["linear_probe", "scratch"],
+        },
+        {
+            "name": "source",
+            "datasets": ["synthetic"],
+            "backbones": [{"name": "test_resnet", "weights": "none"}],
+            "strategies": ["scratch"],
+        },
+    ],
+}
+
+
+def test_cell_sources_run_first_and_scratch_ignores_weights():
+    cells = expand(parse_grid(BLOCKS))
+    order = [c.name for c in cells]
+    src = "synthetic/test_resnet/scratch/sgd/none"
+    assert order.index(src) < order.index("digits/test_resnet/linear_probe/sgd/none")
+    probe = next(c for c in cells if c.strategy.name == "linear_probe")
+    assert probe.depends_on == src and probe.depends_on_id == cells[order.index(src)].id
+    scratch = next(c for c in cells if c.name == "digits/test_resnet/scratch/sgd/none")
+    assert scratch.weights.kind == "none" and scratch.depends_on is None
+
+
+def test_unknown_cell_source_is_an_error():
+    bad = dict(BLOCKS, blocks=[dict(BLOCKS["blocks"][0])])
+    with pytest.raises(SpecError, match="names no cell"):
+        expand(parse_grid(bad))
+
+
+def test_source_id_flows_into_target_id():
+    a = {c.name: c.id for c in expand(parse_grid(BLOCKS))}
+    blocks = [dict(b) for b in BLOCKS["blocks"]]
+    blocks[1]["train"] = {"epochs": 5}  # change only the source
+    b = {c.name: c.id for c in expand(parse_grid(dict(BLOCKS, blocks=blocks)))}
+    assert a["digits/test_resnet/linear_probe/sgd/none"] != b["digits/test_resnet/linear_probe/sgd/none"]
+    assert a["digits/test_resnet/scratch/sgd/none"] == b["digits/test_resnet/scratch/sgd/none"]
+
+
+def test_select_and_dependencies():
+    cells = expand(parse_grid(BLOCKS))
+    chosen = select(cells, ["digits/*/linear_probe/*"])
+    assert [c.name for c in chosen] == ["digits/test_resnet/linear_probe/sgd/none"]
+    full = with_dependencies(chosen, cells)
+    assert [c.name for c in full] == [
+        "synthetic/test_resnet/scratch/sgd/none",
+        "digits/test_resnet/linear_probe/sgd/none",
+    ]
+    assert select(cells, None) == cells
+    assert select(cells, [cells[0].id[:6]]) == [cells[0]]

@@ -1,0 +1,167 @@
+"""Grid spec parsing and every kind of bad input: each error names file, key path and choices."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tlbench.spec import (
+    SpecError,
+    TrainConfig,
+    WeightsSpec,
+    load_grid,
+    merge_train,
+    parse_grid,
+    resolve_grid_path,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+
+BASE = {
+    "train": {"epochs": 1},
+    "datasets": ["digits"],
+    "backbones": [{"name": "test_resnet", "weights": "none"}],
+    "strategies": ["linear_probe"],
+    "optimizers": ["sgd"],
+    "augmentations": ["none"],
+}
+
+
+def _with(**changes):
+    raw = {k: (list(v) if isinstance(v, list) else dict(v)) for k, v in BASE.items()}
+    raw.update(changes)
+    return raw
+
+
+def _error(raw, file="grid.yaml") -> SpecError:
+    with pytest.raises(SpecError) as info:
+        parse_grid(raw, file=file)
+    return info.value
+
+
+def test_valid_grid_parses_shorthand_entries():
+    spec = parse_grid(_with(), file="g.yaml")
+    assert spec.datasets[0].name == "digits"
+    assert spec.backbones[0].weights == "none"
+
+
+def test_unknown_top_level_key_names_file_key_and_choices():
+    err = _error(_with(epochs=3))
+    text = str(err)
+    assert text.startswith("grid.yaml: epochs: unknown key 'epochs'")
+    assert "valid:" in text and "datasets" in text
+
+
+def test_unknown_entry_key_has_did_you_mean():
+    err = _error(_with(backbones=[{"name": "test_resnet", "wieghts": "none"}]))
+    assert err.loc == "backbones[0].wieghts"
+    assert "did you mean 'weights'" in err.detail
+
+
+def test_unknown_training_setting_in_an_axis_entry():
+    err = _error(_with(strategies=[{"name": "finetune", "train": {"learning_rate": 0.1}}]))
+    assert err.loc == "strategies[0].train.learning_rate"
+    assert "did you mean 'lr'" in err.detail or "valid:" in err.detail
+
+
+def test_wrong_type_names_key_path():
+    err = _error(_with(train={"epochs": "many"}))
+    assert err.loc == "train.epochs"
+    assert "integer" in err.detail
+
+
+def test_out_of_range_value():
+    err = _error(_with(train={"subset": 1.5}))
+    assert err.loc == "train.subset"
+
+
+@pytest.mark.parametrize(
+    ("axis", "bad", "suggestion"),
+    [
+        ("datasets", "digts", "digits"),
+        ("strategies", "finetun", "finetune"),
+        ("optimizers", "adamv", "adamw"),
+        ("augmentations", "basik", "basic"),
+        ("backbones", "test_resnt", "test_resnet"),
+    ],
+)
+def test_unknown_names_suggest_the_closest(axis, bad, suggestion):
+    entry = {"name": bad, "weights": "none"} if axis == "backbones" else bad
+    err = _error(_with(**{axis: [entry]}))
+    assert err.loc == f"{axis}[0].name"
+    assert f"did you mean '{suggestion}'" in err.detail
+
+
+def test_unknown_strategy_param_lists_valid_params():
+    err = _error(_with(strategies=[{"name": "partial", "params": {"freeze": 2}}]))
+    assert err.loc == "strategies[0].params"
+    assert "freeze_stages" in err.detail
+
+
+def test_unknown_dataset_param():
+    err = _error(_with(datasets=[{"name": "synthetic", "params": {"clases": 3}}]))
+    assert err.loc == "datasets[0].params"
+    assert "classes" in err.detail
+
+
+def test_bad_weights_syntax():
+    err = _error(_with(backbones=[{"name": "test_resnet", "weights": "somewhere"}]))
+    assert err.loc == "backbones[0].weights"
+    assert "cell:" in err.detail
+
+
+def test_missing_axis():
+    raw = _with()
+    del raw["optimizers"]
+    err = _error(raw)
+    assert err.loc == "optimizers"
+
+
+def test_bad_exclude_key():
+    err = _error(_with(exclude=[{"strat": "scratch"}]))
+    assert "exclude" in err.loc
+    assert "did you mean 'strategy'" in err.detail
+
+
+def test_yaml_syntax_error_names_line(tmp_path):
+    p = tmp_path / "broken.yaml"
+    p.write_text("name: x\ndatasets: [digits\n")
+    with pytest.raises(SpecError) as info:
+        load_grid(p)
+    assert str(p) in str(info.value) and "line" in info.value.loc
+
+
+def test_grid_name_resolution(tmp_path):
+    assert resolve_grid_path("smoke", root=REPO) == REPO / "benchmarks/grids/smoke.yaml"
+    with pytest.raises(SpecError) as info:
+        resolve_grid_path("smok", root=REPO)
+    assert "did you mean 'smoke'" in str(info.value)
+
+
+def test_merge_train_later_layers_win():
+    cfg = merge_train({"lr": 0.1, "epochs": 3}, {"lr": 0.01}, {})
+    assert isinstance(cfg, TrainConfig)
+    assert (cfg.lr, cfg.epochs) == (0.01, 3)
+
+
+@pytest.mark.parametrize(
+    ("text", "kind", "value"),
+    [
+        ("hub", "hub", ""),
+        ("hub:a1_in1k", "hub", "a1_in1k"),
+        ("none", "none", ""),
+        ("file:/tmp/x.safetensors", "file", "/tmp/x.safetensors"),
+        ("/tmp/x.pth", "file", "/tmp/x.pth"),
+        ("cell:a/b/c/d/e", "cell", "a/b/c/d/e"),
+    ],
+)
+def test_weights_spec_parse(text, kind, value):
+    w = WeightsSpec.parse(text)
+    assert (w.kind, w.value) == (kind, value)
+
+
+def test_shipped_grids_are_valid():
+    for path in sorted((REPO / "benchmarks/grids").glob("*.yaml")):
+        spec = load_grid(path)
+        assert spec.name == path.stem

@@ -1,0 +1,84 @@
+"""Each strategy's frozen / trainable parameter sets, and frozen BatchNorm in a linear probe."""
+
+from __future__ import annotations
+
+import pytest
+import timm
+import torch
+
+from tlbench.spec import TrainConfig
+from tlbench.strategies import (
+    STRATEGIES,
+    apply_phase,
+    head_parameter_names,
+    phases_for,
+    set_train_mode,
+    stage_groups,
+)
+
+
+@pytest.fixture(params=["test_resnet", "test_convnext", "test_vit"])
+def model(request):
+    return timm.create_model(request.param, num_classes=5)
+
+
+def _trainable(model) -> set[str]:
+    return {n for n, p in model.named_parameters() if p.requires_grad}
+
+
+def test_registry_has_the_five_strategies():
+    assert STRATEGIES.names() == ["finetune", "linear_probe", "lp_ft", "partial", "scratch"]
+
+
+def test_linear_probe_trains_only_the_head(model):
+    (phase,) = phases_for("linear_probe", {}, TrainConfig())
+    trainable, total = apply_phase(model, phase)
+    assert _trainable(model) == head_parameter_names(model)
+    assert 0 < trainable < total
+    assert trainable == sum(
+        p.numel() for n, p in model.named_parameters() if n in head_parameter_names(model)
+    )
+
+
+def test_finetune_and_scratch_train_everything(model):
+    for name in ("finetune", "scratch"):
+        (phase,) = phases_for(name, {}, TrainConfig())
+        trainable, total = apply_phase(model, phase)
+        assert trainable == total
+
+
+def test_partial_freezes_stem_and_first_stages(model):
+    groups = stage_groups(model)
+    (phase,) = phases_for("partial", {"freeze_stages": 1}, TrainConfig())
+    apply_phase(model, phase)
+    frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
+    assert frozen == set(groups[0]) | set(groups[1])
+    assert head_parameter_names(model) <= _trainable(model)
+    # more frozen stages -> fewer trainable parameters
+    t1, _ = apply_phase(model, phases_for("partial", {"freeze_stages": 1}, TrainConfig())[0])
+    t2, _ = apply_phase(model, phases_for("partial", {"freeze_stages": 2}, TrainConfig())[0])
+    assert t2 < t1
+
+
+def test_lp_ft_phases():
+    phases = phases_for("lp_ft", {"lp_epochs": 3, "ft_lr_scale": 0.1}, TrainConfig(epochs=10, lr=0.5))
+    assert [(p.trainable, p.epochs) for p in phases] == [("head", 3), ("all", 7)]
+    assert phases[1].lr == pytest.approx(0.05)
+    default = phases_for("lp_ft", {}, TrainConfig(epochs=4))
+    assert [p.epochs for p in default] == [2, 2]
+
+
+def test_linear_probe_keeps_batchnorm_statistics_frozen():
+    model = timm.create_model("test_resnet", num_classes=3)
+    apply_phase(model, phases_for("linear_probe", {}, TrainConfig())[0])
+    set_train_mode(model)
+    bn = model.conv1[1]
+    before = bn.running_mean.clone()
+    model(torch.randn(4, 3, 32, 32) * 5 + 3)
+    assert torch.equal(bn.running_mean, before)
+    assert model.get_classifier().training
+    # fine-tune: statistics do move
+    apply_phase(model, phases_for("finetune", {}, TrainConfig())[0])
+    set_train_mode(model)
+    model(torch.randn(4, 3, 32, 32) * 5 + 3)
+    assert not torch.equal(bn.running_mean, before)

@@ -1,0 +1,81 @@
+"""A short real ``fit`` that learns; determinism; lp_ft phases; non-finite loss; the Reporter."""
+
+from __future__ import annotations
+
+import pytest
+
+from tlbench.data import load_dataset
+from tlbench.grid import expand
+from tlbench.spec import parse_grid
+from tlbench.train import NonFiniteLossError, fit
+
+SYNTH = {"classes": 4, "train_per_class": 60, "val_per_class": 15, "test_per_class": 15, "image_size": 16}
+
+
+def _cell(strategy="scratch", optimizer="sgd", **train):
+    raw = {
+        "name": "t",
+        "train": {"epochs": 4, "batch_size": 32, "image_size": 16, "lr": 0.05, "seed": 0, **train},
+        "datasets": [{"name": "synthetic", "params": SYNTH}],
+        "backbones": [{"name": "test_resnet", "weights": "none"}],
+        "strategies": [strategy],
+        "optimizers": [optimizer],
+        "augmentations": ["basic"],
+    }
+    return expand(parse_grid(raw))[0]
+
+
+@pytest.fixture(scope="module")
+def data():
+    return load_dataset("synthetic", params=SYNTH, seed=0)
+
+
+class Recorder:
+    def __init__(self):
+        self.started: dict = {}
+        self.epochs: list[tuple[int, dict]] = []
+
+    def on_start(self, info):
+        self.started = info
+
+    def on_epoch(self, epoch, metrics):
+        self.epochs.append((epoch, metrics))
+
+
+def test_fit_learns_above_chance_and_reports(data):
+    rec = Recorder()
+    result = fit(_cell(epochs=6), data, reporter=rec, device="cpu")
+    chance = 1 / data.num_classes
+    assert result.test_acc > chance + 0.3, result.history
+    assert result.best_val_acc == max(h["val_acc"] for h in result.history)
+    assert [e for e, _ in rec.epochs] == list(range(6))
+    assert {"train_loss", "train_acc", "val_loss", "val_acc", "lr"} <= set(rec.epochs[0][1])
+    assert rec.started["params_trainable"] == rec.started["params_total"] > 0
+    assert result.confusion.sum() == len(data.test)
+    assert 0 < result.test_top5 <= 1 and result.test_top5 >= result.test_acc
+    assert result.images_per_s > 0
+    assert "fc.weight" in result.best_state and result.best_state["fc.weight"].shape[0] == data.num_classes
+    assert all(v.device.type == "cpu" for v in result.best_state.values())
+
+
+def test_fit_is_deterministic_on_cpu(data):
+    a = fit(_cell(epochs=2), data, device="cpu")
+    b = fit(_cell(epochs=2), data, device="cpu")
+    assert [h["val_loss"] for h in a.history] == [h["val_loss"] for h in b.history]
+    assert a.test_acc == b.test_acc
+
+
+def test_lp_ft_switches_phase(data):
+    rec = Recorder()
+    result = fit(_cell("lp_ft", epochs=4), data, reporter=rec, device="cpu")
+    assert rec.started["phases"] == "linear_probe:2,finetune:2"
+    assert rec.started["params_trainable"] < rec.started["params_total"]  # phase 1 is a probe
+    assert result.params_trainable == result.params_total  # phase 2 trains everything
+    lrs = [m["lr"] for _, m in rec.epochs]
+    assert lrs[2] < lrs[0]  # fine-tune restarts at lr * ft_lr_scale
+
+
+def test_absurd_lr_stops_with_nonfinite_loss(data):
+    with pytest.raises(NonFiniteLossError) as info:
+        fit(_cell(epochs=2, lr=1e12), data, device="cpu")
+    assert info.value.reason == "nonfinite_loss"

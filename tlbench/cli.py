@@ -1,0 +1,216 @@
+"""The ``tlbench`` command: ls, validate, run, ui.
+
+Bad input (a malformed grid, an unknown name, a missing file) prints one clear message and exits
+with status 2, without a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from tlbench.spec import SpecError
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _fail(message: str, code: int = 2) -> None:
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    sys.exit(code)
+
+
+def _clean_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn the errors a user can fix into one message and exit code 2."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from tlbench.data import DatasetNotFoundError
+        from tlbench.models import WeightsError
+        from tlbench.registry import UnknownNameError
+
+        try:
+            return fn(*args, **kwargs)
+        except SpecError as err:
+            _fail(str(err))
+        except (DatasetNotFoundError, WeightsError, UnknownNameError) as err:
+            _fail(str(err))
+
+    return wrapper
+
+
+grid_option = click.option(
+    "--grid", "-g", required=True, help="grid name (benchmarks/grids/NAME.yaml) or path to a .yaml file"
+)
+select_option = click.option(
+    "--select",
+    "-s",
+    multiple=True,
+    help="only cells whose name matches this glob (repeatable), e.g. 'digits/*/finetune/*'",
+)
+tracking_option = click.option(
+    "--tracking-uri",
+    envvar="MLFLOW_TRACKING_URI",
+    default=None,
+    help="MLflow store; default sqlite under ./mlruns",
+)
+data_dir_option = click.option(
+    "--data-dir", envvar="TLBENCH_DATA", default=None, help="dataset cache (default ~/.cache/tlbench/data)"
+)
+
+
+def _load(
+    grid: str, select: tuple[str, ...], *, check_backbones: bool = True
+) -> tuple[Any, list[Any], list[Any]]:
+    from tlbench.grid import expand
+    from tlbench.grid import select as select_cells
+    from tlbench.spec import load_grid, resolve_grid_path
+
+    path = resolve_grid_path(grid)
+    spec = load_grid(path, check_backbones=check_backbones)
+    cells = expand(spec, path)
+    chosen = select_cells(cells, select)
+    if select and not chosen:
+        _fail(f"--select {' '.join(select)} matches none of the {len(cells)} cells of grid {spec.name!r}")
+    return spec, cells, chosen
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="tlbench")
+def main() -> None:
+    """tlbench: declare a transfer-learning grid, get every cell trained, tracked and compared."""
+
+
+@main.command("ls")
+@grid_option
+@select_option
+@_clean_errors
+def ls_cmd(grid: str, select: tuple[str, ...]) -> None:
+    """List the cells of a grid."""
+    spec, cells, chosen = _load(grid, select, check_backbones=False)
+    table = Table(title=f"grid {spec.name}: {len(chosen)} of {len(cells)} cells")
+    for col in ("#", "cell", "id", "weights", "epochs", "lr", "batch", "size", "subset"):
+        table.add_column(col, justify="right" if col in ("#", "epochs", "lr", "batch", "size") else "left")
+    for i, c in enumerate(chosen, 1):
+        t = c.train
+        table.add_row(
+            str(i),
+            c.name,
+            c.id,
+            str(c.weights),
+            str(t.epochs),
+            f"{t.lr:g}",
+            str(t.batch_size),
+            str(t.image_size or "auto"),
+            f"{t.subset:g}" if t.subset else "",
+        )
+    console.print(table)
+
+
+@main.command()
+@grid_option
+@select_option
+@data_dir_option
+@click.option(
+    "--build/--no-build", default=True, help="instantiate each backbone (random init) to check it builds"
+)
+@_clean_errors
+def validate(grid: str, select: tuple[str, ...], data_dir: str | None, build: bool) -> None:
+    """Check that every entry of a grid resolves, without training."""
+    from tlbench.validate import validate_cells
+
+    spec, cells, chosen = _load(grid, select)
+    problems = validate_cells(chosen, data_dir=data_dir, build=build, console=console)
+    if problems:
+        for p in problems:
+            err_console.print(f"[red]✗[/] {p}", highlight=False)
+        _fail(f"grid {spec.name!r}: {len(problems)} problem(s)")
+    console.print(f"[green]grid {spec.name!r} is valid:[/] {len(chosen)} cells")
+
+
+@main.command()
+@grid_option
+@select_option
+@tracking_option
+@data_dir_option
+@click.option("--force", is_flag=True, help="re-run cells that already have a FINISHED run")
+@click.option("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
+@_clean_errors
+def run(
+    grid: str,
+    select: tuple[str, ...],
+    tracking_uri: str | None,
+    data_dir: str | None,
+    force: bool,
+    device: str,
+) -> None:
+    """Train every (selected) cell of a grid and track it in MLflow."""
+    from tlbench.executor import run_cells
+    from tlbench.grid import with_dependencies
+    from tlbench.report import render_summary, summary_frame
+    from tlbench.tracking import Tracker
+
+    spec, cells, chosen = _load(grid, select)
+    todo = with_dependencies(chosen, cells)
+    extra = len(todo) - len(chosen)
+    tracker = Tracker(tracking_uri)
+    exp_id = tracker.experiment_id(spec.name)
+    err_console.print(
+        f"grid [bold]{spec.name}[/]: {len(todo)} cells"
+        + (f" ({extra} added as cell: sources)" if extra else "")
+        + f" → MLflow {tracker.uri} (experiment {spec.name!r})",
+        highlight=False,
+    )
+    try:
+        outcomes = run_cells(
+            todo,
+            tracker,
+            exp_id,
+            force=force,
+            data_dir=data_dir,
+            device=device,
+            console=err_console,
+            grid_file=str(Path(grid)),
+        )
+    except KeyboardInterrupt:
+        err_console.print("[yellow]interrupted:[/] the current run is marked KILLED; run again to continue")
+        sys.exit(130)
+    df = summary_frame((o.cell, o.status, o.metrics, o.reason) for o in outcomes)
+    render_summary(df, console, title=f"grid {spec.name}")
+    failed = [o for o in outcomes if o.status == "FAILED"]
+    if failed:
+        _fail(f"{len(failed)} of {len(outcomes)} cells failed (reasons above and in MLflow)", code=1)
+
+
+@main.command()
+@tracking_option
+@click.option("--host", default="127.0.0.1", show_default=True, help="bind address (0.0.0.0 exposes it)")
+@click.option("--port", default=5000, show_default=True, type=int)
+def ui(tracking_uri: str | None, host: str, port: int) -> None:
+    """Start the MLflow UI over the tracking store (on 127.0.0.1 unless --host)."""
+    from tlbench.tracking import DEFAULT_STORE_DIR, resolve_tracking_uri
+
+    uri = resolve_tracking_uri(tracking_uri)
+    mlflow_bin = shutil.which("mlflow") or str(Path(sys.executable).with_name("mlflow"))
+    cmd = [mlflow_bin, "ui", "--backend-store-uri", uri, "--host", host, "--port", str(port)]
+    if uri.startswith("sqlite:///"):
+        cmd += ["--default-artifact-root", (DEFAULT_STORE_DIR / "artifacts").resolve().as_uri()]
+    err_console.print(f"MLflow UI on http://{host}:{port} over {uri}", highlight=False)
+    try:
+        sys.exit(subprocess.call(cmd, env=os.environ.copy()))
+    except KeyboardInterrupt:
+        sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

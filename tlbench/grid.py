@@ -1,0 +1,314 @@
+"""Expand a grid spec into cells: the cross product of its axes, minus excludes, in run order.
+
+A cell's id is a hash of what determines its result (names, params with defaults filled in,
+non-default training settings, and for ``cell:`` weights the *id* of the source cell), so the
+same spec gives the same ids whatever the order of entries or keys. Its name is the readable
+``dataset/backbone/strategy/optimizer/augmentation`` built from the entries' labels.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import itertools
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tlbench.spec import (
+    AXES,
+    AXIS_SINGULAR,
+    AugmentationEntry,
+    Axes,
+    BackboneEntry,
+    DatasetEntry,
+    GridSpec,
+    OptimizerEntry,
+    SpecError,
+    StrategyEntry,
+    TrainConfig,
+    WeightsSpec,
+    merge_train,
+)
+
+ID_LENGTH = 12
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One experiment: a dataset, backbone, strategy, optimizer and augmentation with settings."""
+
+    grid: str
+    block: str
+    dataset: DatasetEntry
+    backbone: BackboneEntry
+    strategy: StrategyEntry
+    optimizer: OptimizerEntry
+    augmentation: AugmentationEntry
+    weights: WeightsSpec
+    train: TrainConfig
+    labels: dict[str, str] = field(hash=False)
+    name: str = ""
+    id: str = ""
+    depends_on: str | None = None  # name of the cell whose checkpoint initialises this one
+    depends_on_id: str | None = None
+
+    def axis_values(self) -> dict[str, str]:
+        """Axis -> label, e.g. {'dataset': 'digits', 'backbone': 'test_resnet', ...}."""
+        return dict(self.labels)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fully resolved cell, as written to the run's ``cell.yaml`` artifact."""
+        return {
+            "name": self.name,
+            "id": self.id,
+            "grid": self.grid,
+            "block": self.block,
+            "dataset": {
+                "name": self.dataset.name,
+                "label": self.labels["dataset"],
+                "params": self.dataset.params,
+            },
+            "backbone": {
+                "name": self.backbone.name,
+                "label": self.labels["backbone"],
+                "weights": str(self.weights),
+                "model_kwargs": self.backbone.model_kwargs,
+            },
+            "strategy": {
+                "name": self.strategy.name,
+                "label": self.labels["strategy"],
+                "params": self.strategy.params,
+            },
+            "optimizer": {
+                "name": self.optimizer.name,
+                "label": self.labels["optimizer"],
+                "params": self.optimizer.params,
+            },
+            "augmentation": {"name": self.augmentation.name, "label": self.labels["augmentation"]},
+            "train": self.train.model_dump(mode="json"),
+            "depends_on": self.depends_on,
+        }
+
+    def flat_params(self) -> dict[str, str]:
+        """Every axis value and setting as flat string params (same keys across cells, for MLflow)."""
+        out: dict[str, Any] = {
+            "dataset": self.labels["dataset"],
+            "backbone": self.labels["backbone"],
+            "strategy": self.labels["strategy"],
+            "optimizer": self.labels["optimizer"],
+            "augmentation": self.labels["augmentation"],
+            "dataset.name": self.dataset.name,
+            "backbone.name": self.backbone.name,
+            "backbone.weights": str(self.weights),
+            "strategy.name": self.strategy.name,
+            "optimizer.name": self.optimizer.name,
+            "augmentation.name": self.augmentation.name,
+            "block": self.block,
+        }
+        for prefix, params in (
+            ("dataset", self.dataset.params),
+            ("strategy", self.strategy.params),
+            ("optimizer", self.optimizer.params),
+            ("backbone", self.backbone.model_kwargs),
+        ):
+            for k, v in params.items():
+                out[f"{prefix}.{k}"] = v
+        for k, v in self.train.model_dump(mode="json").items():
+            if k == "head":
+                out["head"] = v["type"]
+                out["head.hidden"] = ",".join(map(str, v["hidden"]))
+                out["head.dropout"] = v["dropout"]
+            else:
+                out[k] = v
+        return {k: ("" if v is None else str(v)) for k, v in out.items()}
+
+
+def _filled_params(axis: str, entry: Any) -> dict[str, Any]:
+    """Params with defaults filled in, so ``{name: partial}`` and its spelled-out form are one cell."""
+    if axis == "strategies":
+        from tlbench.strategies import STRATEGIES
+
+        model = STRATEGIES.get(entry.name).params
+        return model.model_validate(entry.params).model_dump(mode="json") if model else {}
+    if axis == "optimizers":
+        from tlbench.optim import OPTIMIZERS
+
+        model = OPTIMIZERS.get(entry.name).params
+        return model.model_validate(entry.params).model_dump(mode="json") if model else {}
+    if axis == "datasets":
+        from tlbench.data import dataset_param_names
+
+        return {**dataset_param_names(entry.name), **entry.params}
+    return {}
+
+
+def _auto_label(axis: str, entry: Any) -> str:
+    if entry.label:
+        return entry.label
+    if axis == "datasets" and entry.train.get("subset") is not None:
+        pct = float(entry.train["subset"]) * 100
+        return f"{entry.name}-{pct:g}pct"
+    return entry.name
+
+
+def _matches(rule: dict[str, str], labels: dict[str, str], names: dict[str, str]) -> bool:
+    return all(
+        fnmatch.fnmatchcase(labels[k], pat) or fnmatch.fnmatchcase(names[k], pat) for k, pat in rule.items()
+    )
+
+
+def _scopes(spec: GridSpec) -> list[tuple[str, Axes, dict[str, Any], tuple[dict[str, str], ...]]]:
+    """(block name, axes, block train overrides, excludes) for each block, or the grid itself."""
+    if not spec.blocks:
+        return [("", spec, {}, spec.exclude)]
+    out = []
+    for block in spec.blocks:
+        merged = {a: getattr(block, a) if getattr(block, a) is not None else getattr(spec, a) for a in AXES}
+        axes = Axes(**merged)
+        out.append((block.name, axes, block.train, spec.exclude + block.exclude))
+    return out
+
+
+def _digest(content: dict[str, Any]) -> str:
+    blob = json.dumps(content, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha1(blob.encode()).hexdigest()[:ID_LENGTH]
+
+
+def expand(spec: GridSpec, file: Path | str | None = None) -> list[Cell]:
+    """All cells of a grid, dependencies first, otherwise in declaration order."""
+    pending: list[dict[str, Any]] = []
+    for block_name, axes, block_train, excludes in _scopes(spec):
+        axis_entries = [list(getattr(axes, a)) for a in AXES]
+        for combo in itertools.product(*axis_entries):
+            entries = dict(zip(AXES, combo, strict=True))
+            labels = {AXIS_SINGULAR[a]: _auto_label(a, e) for a, e in entries.items()}
+            names = {AXIS_SINGULAR[a]: e.name for a, e in entries.items()}
+            if any(_matches(rule, labels, names) for rule in excludes):
+                continue
+            filled = {a: _filled_params(a, e) for a, e in entries.items()}
+            ds: DatasetEntry = entries["datasets"].model_copy(update={"params": filled["datasets"]})
+            st: StrategyEntry = entries["strategies"].model_copy(update={"params": filled["strategies"]})
+            op: OptimizerEntry = entries["optimizers"].model_copy(update={"params": filled["optimizers"]})
+            bb: BackboneEntry = entries["backbones"]
+            train = merge_train(
+                spec.train,
+                block_train,
+                ds.train,
+                bb.train,
+                st.train,
+                op.train,
+                entries["augmentations"].train,
+            )
+            weights = WeightsSpec.parse(bb.weights)
+            if st.name == "scratch":
+                weights = WeightsSpec(kind="none")  # scratch means random init, whatever the entry says
+            pending.append(
+                {
+                    "block": block_name,
+                    "dataset": ds,
+                    "backbone": bb,
+                    "strategy": st,
+                    "optimizer": op,
+                    "augmentation": entries["augmentations"],
+                    "weights": weights,
+                    "train": train,
+                    "labels": labels,
+                    "name": "/".join(labels[AXIS_SINGULAR[a]] for a in AXES),
+                }
+            )
+
+    by_name: dict[str, dict[str, Any]] = {}
+    for p in pending:
+        if p["name"] in by_name:
+            if _content(by_name[p["name"]], {}) != _content(p, {}):
+                raise SpecError(
+                    file,
+                    "blocks" if spec.blocks else "",
+                    f"two different cells are both named {p['name']!r}; give one of their entries a `label`",
+                )
+            continue  # the same cell declared twice (e.g. in two blocks): keep one
+        by_name[p["name"]] = p
+
+    ordered = _topological(list(by_name.values()), file)
+    ids: dict[str, str] = {}
+    cells = []
+    for p in ordered:
+        dep = p["weights"].value if p["weights"].kind == "cell" else None
+        cid = _digest(_content(p, ids))
+        ids[p["name"]] = cid
+        cells.append(Cell(grid=spec.name, id=cid, depends_on=dep, depends_on_id=ids.get(dep or ""), **p))
+    return cells
+
+
+def _content(p: dict[str, Any], ids: dict[str, str]) -> dict[str, Any]:
+    w: WeightsSpec = p["weights"]
+    weights: Any = str(w)
+    if w.kind == "cell":
+        weights = {"cell": ids.get(w.value, w.value)}
+    return {
+        "dataset": {"name": p["dataset"].name, "params": p["dataset"].params},
+        "backbone": {"name": p["backbone"].name, "weights": weights, "kwargs": p["backbone"].model_kwargs},
+        "strategy": {"name": p["strategy"].name, "params": p["strategy"].params},
+        "optimizer": {"name": p["optimizer"].name, "params": p["optimizer"].params},
+        "augmentation": p["augmentation"].name,
+        "train": p["train"].model_dump(mode="json", exclude_defaults=True),
+    }
+
+
+def _topological(items: list[dict[str, Any]], file: Path | str | None) -> list[dict[str, Any]]:
+    """Stable topological order: a ``cell:`` source always runs before the cells it initialises."""
+    names = {p["name"] for p in items}
+    for p in items:
+        w = p["weights"]
+        if w.kind == "cell" and w.value not in names:
+            close = [n for n in names if n.split("/")[0] == w.value.split("/")[0]] or sorted(names)
+            raise SpecError(
+                file,
+                "backbones.weights",
+                f"cell:{w.value} names no cell of this grid (cells include: {', '.join(sorted(close)[:5])})",
+            )
+    done: set[str] = set()
+    out: list[dict[str, Any]] = []
+    visiting: set[str] = set()
+    index = {p["name"]: p for p in items}
+
+    def visit(p: dict[str, Any]) -> None:
+        if p["name"] in done:
+            return
+        if p["name"] in visiting:
+            raise SpecError(
+                file, "backbones.weights", f"cell dependencies form a cycle through {p['name']!r}"
+            )
+        visiting.add(p["name"])
+        w = p["weights"]
+        if w.kind == "cell":
+            visit(index[w.value])
+        visiting.discard(p["name"])
+        done.add(p["name"])
+        out.append(p)
+
+    for p in items:
+        visit(p)
+    return out
+
+
+def select(cells: list[Cell], patterns: list[str] | tuple[str, ...] | None) -> list[Cell]:
+    """Cells whose name (or id) matches any glob; no patterns selects everything."""
+    if not patterns:
+        return list(cells)
+    return [c for c in cells if any(fnmatch.fnmatchcase(c.name, p) or c.id.startswith(p) for p in patterns)]
+
+
+def with_dependencies(selected: list[Cell], all_cells: list[Cell]) -> list[Cell]:
+    """Add the ``cell:`` sources the selection needs, keeping run order."""
+    by_name = {c.name: c for c in all_cells}
+    needed = {c.name for c in selected}
+    stack = [c for c in selected]
+    while stack:
+        c = stack.pop()
+        if c.depends_on and c.depends_on not in needed:
+            needed.add(c.depends_on)
+            stack.append(by_name[c.depends_on])
+    return [c for c in all_cells if c.name in needed]

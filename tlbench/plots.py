@@ -1,0 +1,53 @@
+"""Matplotlib figures for a cell's artifacts (learning curves, confusion matrix); headless (Agg)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def learning_curves(history: list[dict[str, float]], path: Path, title: str) -> Path:
+    epochs = [h["epoch"] for h in history]
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.8))
+    ax_loss.plot(epochs, [h["train_loss"] for h in history], marker="o", label="train")
+    ax_loss.plot(epochs, [h["val_loss"] for h in history], marker="o", label="val")
+    ax_loss.set(xlabel="epoch", ylabel="loss", title="loss")
+    ax_acc.plot(epochs, [h["train_acc"] for h in history], marker="o", label="train")
+    ax_acc.plot(epochs, [h["val_acc"] for h in history], marker="o", label="val")
+    ax_acc.set(xlabel="epoch", ylabel="accuracy", title="accuracy", ylim=(0, 1.02))
+    for ax in (ax_loss, ax_acc):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def confusion_matrix(confusion: np.ndarray, classes: list[str], path: Path, title: str) -> Path:
+    n = len(classes)
+    size = min(max(4.0, 0.45 * n + 2), 16)
+    fig, ax = plt.subplots(figsize=(size, size * 0.9))
+    rows = confusion.sum(axis=1, keepdims=True)
+    norm = np.divide(confusion, rows, out=np.zeros_like(confusion, dtype=float), where=rows > 0)
+    im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    if n <= 30:
+        ax.set_xticks(range(n), classes, rotation=90, fontsize=7)
+        ax.set_yticks(range(n), classes, fontsize=7)
+        for i in range(n):
+            for j in range(n):
+                if confusion[i, j]:
+                    color = "white" if norm[i, j] > 0.5 else "black"
+                    ax.text(j, i, str(confusion[i, j]), ha="center", va="center", fontsize=6, color=color)
+    ax.set(xlabel="predicted", ylabel="true", title=title)
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

@@ -1,0 +1,184 @@
+"""Fine-tuning strategies: which parameters train, in which phases, at which learning rate.
+
+A strategy turns into a list of ``Phase``s (``lp_ft`` has two: a linear probe, then a full
+fine-tune at a lower lr). Freezing uses timm's ``group_matcher`` so "the first k stages" means the
+same thing for a ResNet, a ConvNeXt or a ViT. Frozen parts are also kept in eval mode, so a
+linear probe does not update BatchNorm statistics (seed 000's S3 does exactly this).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from tlbench.registry import Registry
+
+if TYPE_CHECKING:
+    import torch.nn as nn
+
+    from tlbench.spec import TrainConfig
+
+
+class _Params(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PartialParams(_Params):
+    freeze_stages: int = Field(2, ge=0, description="stem + this many stages stay frozen")
+
+
+class FinetuneParams(_Params):
+    layer_decay: float | None = Field(None, gt=0, le=1, description="timm layer-wise lr decay")
+
+
+class LpFtParams(_Params):
+    lp_epochs: int | None = Field(None, ge=1, description="linear-probe epochs; default half of epochs")
+    ft_lr_scale: float = Field(0.1, gt=0, description="fine-tune lr = lr * ft_lr_scale")
+    layer_decay: float | None = Field(None, gt=0, le=1)
+
+
+@dataclass(frozen=True)
+class Phase:
+    """A stretch of epochs with one set of trainable parameters and its own optimizer/schedule."""
+
+    name: str
+    epochs: int
+    trainable: Literal["head", "partial", "all"]
+    lr: float
+    freeze_stages: int = 0
+    layer_decay: float | None = None
+
+
+@dataclass(frozen=True)
+class StrategyInfo:
+    name: str
+    description: str
+    params: type[BaseModel] | None
+    pretrained: bool  # False: random init whatever weights the backbone entry names
+    phases: Callable[[BaseModel | None, TrainConfig], list[Phase]]
+
+
+STRATEGIES: Registry[StrategyInfo] = Registry("strategy")
+
+
+def _register(info: StrategyInfo) -> None:
+    STRATEGIES.register(info.name, info)
+
+
+_register(
+    StrategyInfo(
+        "linear_probe",
+        "backbone frozen (BatchNorm statistics too); only the new head trains",
+        None,
+        True,
+        lambda p, t: [Phase("linear_probe", t.epochs, "head", t.lr)],
+    )
+)
+_register(
+    StrategyInfo(
+        "partial",
+        "stem and the first k stages frozen (timm group_matcher); the rest and the head train",
+        PartialParams,
+        True,
+        lambda p, t: [Phase("partial", t.epochs, "partial", t.lr, freeze_stages=p.freeze_stages)],  # type: ignore[union-attr]
+    )
+)
+_register(
+    StrategyInfo(
+        "finetune",
+        "everything trains from the pretrained init; optional layer-wise lr decay",
+        FinetuneParams,
+        True,
+        lambda p, t: [Phase("finetune", t.epochs, "all", t.lr, layer_decay=p.layer_decay)],  # type: ignore[union-attr]
+    )
+)
+
+
+def _lp_ft(p: LpFtParams, t: TrainConfig) -> list[Phase]:
+    if t.epochs < 2:
+        raise ValueError("lp_ft needs at least 2 epochs (a probe phase and a fine-tune phase)")
+    lp = p.lp_epochs if p.lp_epochs is not None else max(1, t.epochs // 2)
+    lp = min(lp, t.epochs - 1)
+    return [
+        Phase("linear_probe", lp, "head", t.lr),
+        Phase("finetune", t.epochs - lp, "all", t.lr * p.ft_lr_scale, layer_decay=p.layer_decay),
+    ]
+
+
+_register(
+    StrategyInfo(
+        "lp_ft",
+        "linear probe for lp_epochs, then fine-tune everything at lr * ft_lr_scale (Kumar et al. 2022)",
+        LpFtParams,
+        True,
+        _lp_ft,  # type: ignore[arg-type]
+    )
+)
+_register(
+    StrategyInfo(
+        "scratch",
+        "random init, everything trains: the baseline transfer must beat",
+        None,
+        False,
+        lambda p, t: [Phase("scratch", t.epochs, "all", t.lr)],
+    )
+)
+
+
+def phases_for(name: str, params: dict, train: TrainConfig) -> list[Phase]:
+    info = STRATEGIES.get(name)
+    p = info.params.model_validate(params) if info.params else None
+    return info.phases(p, train)
+
+
+def head_parameter_names(model: nn.Module) -> set[str]:
+    """Names of the classifier's parameters (whatever timm calls it: fc, head, head.fc, classifier)."""
+    head = model.get_classifier()  # type: ignore[operator]
+    ids = {id(p) for p in head.parameters()}
+    return {n for n, p in model.named_parameters() if id(p) in ids}
+
+
+def stage_groups(model: nn.Module) -> list[list[str]]:
+    """Parameter names per coarse group, in depth order: [stem, stage 1, ..., head/rest]."""
+    from timm.models import group_parameters
+
+    groups = group_parameters(model, model.group_matcher(coarse=True))  # type: ignore[operator]
+    return [list(names) for _, names in sorted(groups.items())]
+
+
+def apply_phase(model: nn.Module, phase: Phase) -> tuple[int, int]:
+    """Set ``requires_grad`` for a phase; returns (trainable, total) parameter counts."""
+    head = head_parameter_names(model)
+    if phase.trainable == "all":
+        frozen: set[str] = set()
+    elif phase.trainable == "head":
+        frozen = {n for n, _ in model.named_parameters() if n not in head}
+    else:
+        groups = stage_groups(model)
+        # the last group holds the head (and final norms); never freeze it
+        k = min(phase.freeze_stages + 1, len(groups) - 1)
+        frozen = {n for g in groups[:k] for n in g} - head
+    total = trainable = 0
+    for n, p in model.named_parameters():
+        p.requires_grad_(n not in frozen)
+        total += p.numel()
+        trainable += p.numel() if n not in frozen else 0
+    return trainable, total
+
+
+def set_train_mode(model: nn.Module) -> None:
+    """``model.train()``, but fully frozen sub-modules stay in eval mode (frozen BN stats, no dropout)."""
+    model.train()
+
+    def visit(module: nn.Module) -> None:
+        params = list(module.parameters())
+        if params and not any(p.requires_grad for p in params):
+            module.eval()
+            return
+        for child in module.children():
+            visit(child)
+
+    visit(model)

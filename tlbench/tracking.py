@@ -1,0 +1,211 @@
+"""MLflow tracking: one experiment per grid, one run per cell, found again by the cell id.
+
+Uses ``MlflowClient`` (not the fluent API's global active run) so several cells, processes or
+machines can write to one store without sharing state. The default store is embedded:
+``sqlite:///mlruns/mlflow.db`` with artifacts under ``mlruns/artifacts``.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+import tlbench
+from tlbench.grid import Cell
+
+DEFAULT_STORE_DIR = Path("mlruns")
+CELL_ID_TAG = "tlbench.cell_id"
+GRID_TAG = "tlbench.grid"
+REASON_TAG = "tlbench.failure_reason"
+CHECKPOINT_ARTIFACT = "checkpoint/best.safetensors"
+
+
+def resolve_tracking_uri(uri: str | None = None) -> str:
+    """``--tracking-uri`` > ``MLFLOW_TRACKING_URI`` > the embedded store under ``./mlruns``."""
+    if uri:
+        return uri
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    if env:
+        return env
+    store = DEFAULT_STORE_DIR.resolve()
+    return f"sqlite:///{store / 'mlflow.db'}"
+
+
+def _local_artifact_root(uri: str) -> str | None:
+    """For an embedded SQLite store, keep artifacts beside the db (not in the cwd)."""
+    if uri.startswith("sqlite:///"):
+        db = Path(uri.removeprefix("sqlite:///"))
+        return (db.parent / "artifacts").resolve().as_uri()
+    return None
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=Path(__file__).parent
+        )
+        return out.stdout.strip() or None if out.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+class Tracker:
+    """The MLflow store a grid's runs live in."""
+
+    def __init__(self, uri: str | None = None):
+        from mlflow.tracking import MlflowClient
+
+        self.uri = resolve_tracking_uri(uri)
+        if self.uri.startswith("sqlite:///"):
+            Path(self.uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        self.client = MlflowClient(tracking_uri=self.uri)
+
+    def experiment_id(self, grid: str) -> str:
+        """The grid's experiment, created on first use (safe if two processes race to create it)."""
+        from mlflow.exceptions import MlflowException
+
+        exp = self.client.get_experiment_by_name(grid)
+        if exp is not None:
+            if exp.lifecycle_stage == "deleted":
+                self.client.restore_experiment(exp.experiment_id)
+            return exp.experiment_id
+        try:
+            return self.client.create_experiment(
+                grid, artifact_location=_local_artifact_root(self.uri), tags={GRID_TAG: grid}
+            )
+        except MlflowException:
+            exp = self.client.get_experiment_by_name(grid)
+            if exp is None:
+                raise
+            return exp.experiment_id
+
+    def runs(self, experiment_id: str, status: str | None = None) -> list[Any]:
+        """Every tlbench cell run of an experiment (optionally of one status), newest first."""
+        filt = f"tags.`{CELL_ID_TAG}` != ''"
+        if status:
+            filt += f" and attributes.status = '{status}'"
+        out: list[Any] = []
+        token = None
+        while True:
+            page = self.client.search_runs(
+                [experiment_id],
+                filter_string=filt,
+                max_results=5000,
+                order_by=["start_time DESC"],
+                page_token=token,
+            )
+            out.extend(page)
+            token = page.token
+            if not token:
+                return out
+
+    def finished_runs(self, experiment_id: str) -> dict[str, Any]:
+        """cell id -> its newest FINISHED run."""
+        done: dict[str, Any] = {}
+        for run in self.runs(experiment_id, "FINISHED"):
+            done.setdefault(run.data.tags[CELL_ID_TAG], run)
+        return done
+
+    def start_cell(self, experiment_id: str, cell: Cell, grid_file: str | None = None) -> CellRun:
+        tags = {
+            CELL_ID_TAG: cell.id,
+            GRID_TAG: cell.grid,
+            "tlbench.cell": cell.name,
+            "tlbench.version": tlbench.__version__,
+        }
+        commit = _git_commit()
+        if commit:
+            tags["mlflow.source.git.commit"] = commit
+        if grid_file:
+            tags["tlbench.grid_file"] = grid_file
+        run = self.client.create_run(experiment_id, run_name=cell.name, tags=tags)
+        cell_run = CellRun(self, run.info.run_id, cell)
+        cell_run.log_params(cell.flat_params())
+        return cell_run
+
+    def download_checkpoint(self, run_id: str, dst_dir: Path) -> Path:
+        """The best checkpoint of a finished run, as a local file (downloaded if the store is remote)."""
+        dst_dir.mkdir(parents=True, exist_ok=True)
+        return Path(self.client.download_artifacts(run_id, CHECKPOINT_ARTIFACT, str(dst_dir)))
+
+
+class CellRun:
+    """One cell's MLflow run; also the ``Reporter`` that ``train.fit`` sends epochs to."""
+
+    def __init__(self, tracker: Tracker, run_id: str, cell: Cell):
+        self.tracker = tracker
+        self.client = tracker.client
+        self.run_id = run_id
+        self.cell = cell
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        from mlflow.entities import Param
+
+        items = [Param(k, str(v)[:6000]) for k, v in params.items()]
+        for i in range(0, len(items), 100):
+            self.client.log_batch(self.run_id, params=items[i : i + 100])
+
+    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+        from mlflow.entities import Metric
+
+        ts = int(time.time() * 1000)
+        self.client.log_batch(
+            self.run_id, metrics=[Metric(k, float(v), ts, step) for k, v in metrics.items()]
+        )
+
+    # Reporter protocol -----------------------------------------------------------------------
+    def on_start(self, info: dict[str, Any]) -> None:
+        self.client.set_tag(self.run_id, "tlbench.device", str(info.get("device", "")))
+        self.log_params(
+            {k: v for k, v in info.items() if k not in ("params_trainable", "params_total", "device")}
+        )
+
+    def on_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
+        self.log_metrics(metrics, step=epoch)
+
+    # end of run ------------------------------------------------------------------------------
+    def finish(self, result: Any) -> None:
+        """Final metrics and artifacts, then FINISHED: in that order, so FINISHED means complete."""
+        from tlbench import plots
+        from tlbench.models import save_weights_dict
+
+        last = result.history[-1]["epoch"] if result.history else 0
+        metrics = result.final_metrics()
+        if "peak_mem_mb" in result.info:
+            metrics["peak_mem_mb"] = result.info["peak_mem_mb"]
+        self.log_metrics(metrics, step=int(last))
+        with tempfile.TemporaryDirectory(prefix="tlbench-") as tmp:
+            d = Path(tmp)
+            (d / "cell.yaml").write_text(yaml.safe_dump(self.cell.to_dict(), sort_keys=False))
+            with open(d / "history.csv", "w", newline="") as f:
+                w = csv.DictWriter(f, fieldnames=list(result.history[0]))
+                w.writeheader()
+                w.writerows(result.history)
+            with open(d / "per_class.csv", "w", newline="") as f:
+                w = csv.writer(f)
+                w.writerow(["class", "support", "correct", "accuracy"])
+                for i, name in enumerate(result.classes):
+                    support = int(result.confusion[i].sum())
+                    w.writerow([name, support, int(result.confusion[i, i]), f"{result.per_class_acc[i]:.4f}"])
+            plots.learning_curves(result.history, d / "learning_curves.png", self.cell.name)
+            plots.confusion_matrix(
+                result.confusion, result.classes, d / "confusion_matrix.png", self.cell.name
+            )
+            (d / "checkpoint").mkdir()
+            save_weights_dict(result.best_state, d / CHECKPOINT_ARTIFACT)
+            self.client.log_artifacts(self.run_id, str(d))
+        self.client.set_terminated(self.run_id, "FINISHED")
+
+    def fail(self, status: str, reason: str) -> None:
+        """Mark FAILED or KILLED with the reason as a tag; never leave the run RUNNING."""
+        try:
+            self.client.set_tag(self.run_id, REASON_TAG, reason[:5000])
+        finally:
+            self.client.set_terminated(self.run_id, status)

@@ -1,0 +1,333 @@
+"""``fit``: train one cell on tensors already in memory and return its ``Result``.
+
+Knows nothing of MLflow or Optuna: progress leaves through a ``Reporter`` (``on_start``,
+``on_epoch``), so the same loop serves tracking, tuning and tests. The dataset is a uint8 tensor
+moved once to the training device; batches are indexed from it and augmented there, and the only
+host syncs are at epoch ends.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from tlbench.data import DatasetSplits, TensorSplit, make_augment
+from tlbench.grid import Cell
+from tlbench.models import build_model, data_config
+from tlbench.optim import build_optimizer, build_scheduler
+from tlbench.strategies import STRATEGIES, apply_phase, phases_for, set_train_mode
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN/inf: the cell cannot continue (reason ``nonfinite_loss``)."""
+
+    reason = "nonfinite_loss"
+
+
+class Reporter(Protocol):
+    """Where ``fit`` sends progress. Every method is optional in spirit: implement as no-ops."""
+
+    def on_start(self, info: dict[str, Any]) -> None: ...
+
+    def on_epoch(self, epoch: int, metrics: dict[str, float]) -> None: ...
+
+
+class _NullReporter:
+    def on_start(self, info: dict[str, Any]) -> None:
+        pass
+
+    def on_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
+        pass
+
+
+class MultiReporter:
+    """Fan progress out to several reporters (e.g. MLflow and the progress bar)."""
+
+    def __init__(self, *reporters: Reporter | None):
+        self.reporters = [r for r in reporters if r is not None]
+
+    def on_start(self, info: dict[str, Any]) -> None:
+        for r in self.reporters:
+            r.on_start(info)
+
+    def on_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
+        for r in self.reporters:
+            r.on_epoch(epoch, metrics)
+
+
+@dataclass
+class Result:
+    """What a finished cell produced; ``best_state`` is the best-val checkpoint (CPU tensors)."""
+
+    history: list[dict[str, float]]
+    best_epoch: int
+    best_val_acc: float
+    test_loss: float
+    test_acc: float
+    test_top5: float
+    confusion: np.ndarray
+    classes: list[str]
+    train_time_s: float
+    images_per_s: float
+    params_trainable: int
+    params_total: int
+    device: str
+    best_state: dict[str, torch.Tensor] = field(repr=False)
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def per_class_acc(self) -> np.ndarray:
+        totals = self.confusion.sum(axis=1)
+        return np.divide(np.diag(self.confusion), totals, out=np.zeros(len(totals)), where=totals > 0)
+
+    def final_metrics(self) -> dict[str, float]:
+        return {
+            "test_acc": self.test_acc,
+            "test_top5": self.test_top5,
+            "test_loss": self.test_loss,
+            "best_val_acc": self.best_val_acc,
+            "best_epoch": float(self.best_epoch),
+            "train_time_s": self.train_time_s,
+            "images_per_s": self.images_per_s,
+            "params_trainable": float(self.params_trainable),
+            "params_total": float(self.params_total),
+        }
+
+
+def pick_device(requested: str | None = None) -> torch.device:
+    if requested and requested != "auto":
+        return torch.device(requested)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def _batches(n: int, batch_size: int, perm: torch.Tensor | None) -> list[torch.Tensor | slice]:
+    """Index batches; a trailing batch of one sample is dropped (BatchNorm cannot train on it)."""
+    out: list[torch.Tensor | slice] = []
+    for start in range(0, n, batch_size):
+        stop = min(start + batch_size, n)
+        if perm is not None and stop - start < 2 and start > 0:
+            break
+        out.append(perm[start:stop] if perm is not None else slice(start, stop))
+    return out
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    split: TensorSplit,
+    transform: Any,
+    *,
+    device: torch.device,
+    batch_size: int,
+    num_classes: int,
+    autocast: bool,
+    channels_last: bool,
+) -> dict[str, Any]:
+    """Loss, top-1, top-5 and the confusion matrix of ``model`` on a split (already on device)."""
+    model.eval()
+    loss_sum = torch.zeros((), device=device, dtype=torch.float64)
+    correct = torch.zeros((), device=device, dtype=torch.long)
+    correct5 = torch.zeros((), device=device, dtype=torch.long)
+    confusion = torch.zeros(num_classes * num_classes, device=device, dtype=torch.long)
+    k = min(5, num_classes)
+    for idx in _batches(len(split), batch_size, None):
+        x = transform(split.images[idx], None)
+        y = split.labels[idx]
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+            logits = model(x)
+        logits = logits.float()
+        loss_sum += F.cross_entropy(logits, y, reduction="sum").double()
+        pred = logits.argmax(1)
+        correct += (pred == y).sum()
+        correct5 += (logits.topk(k, dim=1).indices == y[:, None]).any(1).sum()
+        confusion += torch.bincount(y * num_classes + pred, minlength=num_classes * num_classes)
+    n = max(len(split), 1)
+    return {
+        "loss": loss_sum.item() / n,
+        "acc": correct.item() / n,
+        "top5": correct5.item() / n,
+        "confusion": confusion.view(num_classes, num_classes).cpu().numpy(),
+    }
+
+
+def _to_device(split: TensorSplit, device: torch.device) -> TensorSplit:
+    return TensorSplit(split.images.to(device, non_blocking=True), split.labels.to(device, non_blocking=True))
+
+
+def fit(
+    cell: Cell,
+    data: DatasetSplits,
+    *,
+    weights_file: Path | None = None,
+    reporter: Reporter | None = None,
+    device: str | torch.device | None = None,
+) -> Result:
+    """Train ``cell`` on ``data``; evaluate the best-val checkpoint on test."""
+    rep = reporter or _NullReporter()
+    dev = device if isinstance(device, torch.device) else pick_device(device)
+    cfg = cell.train
+    gen = seed_everything(cfg.seed)
+    info = STRATEGIES.get(cell.strategy.name)
+
+    model = build_model(
+        cell.backbone.name,
+        num_classes=data.num_classes,
+        weights=cell.weights
+        if info.pretrained
+        else cell.weights.model_copy(update={"kind": "none", "value": ""}),
+        head=cfg.head,
+        model_kwargs=cell.backbone.model_kwargs,
+        weights_file=weights_file,
+    )
+    dcfg = data_config(model)
+    size = cfg.image_size or int(dcfg["input_size"][-1])
+    mean, std = tuple(dcfg["mean"]), tuple(dcfg["std"])
+    train_tf = make_augment(cell.augmentation.name, out_size=size, mean=mean, std=std, train=True)
+    eval_tf = make_augment(cell.augmentation.name, out_size=size, mean=mean, std=std, train=False)
+
+    on_cuda = dev.type == "cuda"
+    autocast = bool(on_cuda and cfg.amp)
+    channels_last = bool(cfg.channels_last)
+    if on_cuda:
+        torch.backends.cudnn.benchmark = True
+        torch.cuda.reset_peak_memory_stats(dev)
+    model.to(dev)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+
+    train_split, val_split, test_split = (_to_device(s, dev) for s in (data.train, data.val, data.test))
+    n_train = len(train_split)
+    steps_per_epoch = len(_batches(n_train, cfg.batch_size, torch.arange(n_train)))
+    phases = phases_for(cell.strategy.name, cell.strategy.params, cfg)
+    eval_kw = dict(
+        device=dev,
+        batch_size=cfg.eval_batch_size,
+        num_classes=data.num_classes,
+        autocast=autocast,
+        channels_last=channels_last,
+    )
+
+    trainable, total = apply_phase(model, phases[0])
+    rep.on_start(
+        {
+            "device": str(dev),
+            "params_trainable": trainable,
+            "params_total": total,
+            "input_size": size,
+            "train_size": n_train,
+            "val_size": len(val_split),
+            "test_size": len(test_split),
+            "num_classes": data.num_classes,
+            "phases": ",".join(f"{p.name}:{p.epochs}" for p in phases),
+        }
+    )
+
+    history: list[dict[str, float]] = []
+    best_acc, best_epoch, best_state = -1.0, -1, None
+    max_trainable = trainable
+    train_time = 0.0
+    images_seen = 0
+    epoch = 0
+    for phase in phases:
+        trainable, total = apply_phase(model, phase)
+        max_trainable = max(max_trainable, trainable)
+        optimizer = build_optimizer(
+            model,
+            cell.optimizer.name,
+            cell.optimizer.params,
+            lr=phase.lr,
+            weight_decay=cfg.weight_decay,
+            layer_decay=phase.layer_decay,
+        )
+        scheduler = build_scheduler(optimizer, cfg, epochs=phase.epochs, updates_per_epoch=steps_per_epoch)
+        updates = 0
+        for _ in range(phase.epochs):
+            set_train_mode(model)
+            t0 = time.perf_counter()
+            perm = torch.randperm(n_train, generator=gen).to(dev)
+            loss_sum = torch.zeros((), device=dev)
+            correct = torch.zeros((), device=dev, dtype=torch.long)
+            seen = 0
+            for idx in _batches(n_train, cfg.batch_size, perm):
+                x = train_tf(train_split.images[idx], gen)
+                y = train_split.labels[idx]
+                if channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=autocast):
+                    logits = model(x)
+                loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                updates += 1
+                scheduler.step_update(num_updates=updates)
+                loss_sum += loss.detach() * len(y)
+                correct += (logits.detach().argmax(1) == y).sum()
+                seen += len(y)
+            if on_cuda:
+                torch.cuda.synchronize(dev)
+            epoch_time = time.perf_counter() - t0
+            train_time += epoch_time
+            images_seen += seen
+            train_loss = loss_sum.item() / max(seen, 1)
+            if not math.isfinite(train_loss):
+                raise NonFiniteLossError(f"training loss became {train_loss} in epoch {epoch}")
+            val = evaluate(model, val_split, eval_tf, **eval_kw)
+            metrics = {
+                "train_loss": train_loss,
+                "train_acc": correct.item() / max(seen, 1),
+                "val_loss": val["loss"],
+                "val_acc": val["acc"],
+                "lr": optimizer.param_groups[0]["lr"],
+                "epoch_time_s": epoch_time,
+                "epoch_images_per_s": seen / max(epoch_time, 1e-9),
+            }
+            history.append({"epoch": float(epoch), **metrics})
+            rep.on_epoch(epoch, metrics)
+            if val["acc"] > best_acc:
+                best_acc, best_epoch = val["acc"], epoch
+                best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+            epoch += 1
+
+    assert best_state is not None
+    model.load_state_dict(best_state)
+    test = evaluate(model, test_split, eval_tf, **eval_kw)
+    extra: dict[str, Any] = {"input_size": size, "mean": mean, "std": std, "phases": [p.name for p in phases]}
+    if on_cuda:
+        extra["peak_mem_mb"] = torch.cuda.max_memory_allocated(dev) / 2**20
+    return Result(
+        history=history,
+        best_epoch=best_epoch,
+        best_val_acc=best_acc,
+        test_loss=test["loss"],
+        test_acc=test["acc"],
+        test_top5=test["top5"],
+        confusion=test["confusion"],
+        classes=list(data.classes),
+        train_time_s=train_time,
+        images_per_s=images_seen / max(train_time, 1e-9),
+        params_trainable=max_trainable,
+        params_total=total,
+        device=str(dev),
+        best_state=copy.copy(best_state),
+        info=extra,
+    )
