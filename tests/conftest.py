@@ -10,6 +10,7 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no hub traffic from tests, and fail fast if tried
 os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
 os.environ.pop("MLFLOW_TRACKING_URI", None)
+os.environ["COLUMNS"] = "250"  # rich tables: no wrapped cell names in captured output
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Callable
@@ -138,6 +139,15 @@ def validate(grid: str, select: tuple[str, ...], data_dir: str | None, build: bo
     console.print(f"[green]grid {spec.name!r} is valid:[/] {len(chosen)} cells")
 
 
+def _sigterm_as_interrupt() -> None:
+    """SIGTERM (a scheduler or `kill`) ends a run like Ctrl-C: the current run is marked KILLED."""
+
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
 @main.command()
 @grid_option
 @select_option
@@ -161,6 +171,7 @@ def run(
     from tlbench.tracking import Tracker
 
     spec, cells, chosen = _load(grid, select)
+    _sigterm_as_interrupt()
     todo = with_dependencies(chosen, cells)
     extra = len(todo) - len(chosen)
     tracker = Tracker(tracking_uri)

@@ -83,7 +83,7 @@ def run_cell(
             )
         run.finish(result)
         return CellOutcome(cell, "FINISHED", run.run_id, result.final_metrics())
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, SystemExit):
         run.fail("KILLED", "interrupted")
         raise
     except NonFiniteLossError as err:
