@@ -165,3 +165,9 @@ def test_shipped_grids_are_valid():
     for path in sorted((REPO / "benchmarks/grids").glob("*.yaml")):
         spec = load_grid(path)
         assert spec.name == path.stem
+
+
+def test_lr_scales_multiply_while_lr_overrides():
+    cfg = merge_train({"lr": 0.1}, {"lr_scale": 4}, {"lr": 0.002}, {"lr_scale": 0.5})
+    assert cfg.lr == 0.002 and cfg.lr_scale == 2.0
+    assert cfg.effective_lr == pytest.approx(0.004)

@@ -22,7 +22,8 @@ from rich.table import Table
 
 from tlbench.spec import SpecError
 
-console = Console()
+# piped output (files, CI logs) gets wide tables instead of rich's 80-column default
+console = Console(width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 200)
 err_console = Console(stderr=True)
 
 
@@ -110,7 +111,7 @@ def ls_cmd(grid: str, select: tuple[str, ...]) -> None:
             c.id,
             str(c.weights),
             str(t.epochs),
-            f"{t.lr:g}",
+            f"{t.effective_lr:g}",
             str(t.batch_size),
             str(t.image_size or "auto"),
             f"{t.subset:g}" if t.subset else "",

@@ -122,6 +122,7 @@ class Cell:
                 out["head.dropout"] = v["dropout"]
             else:
                 out[k] = v
+        out["effective_lr"] = self.train.effective_lr
         return {k: ("" if v is None else str(v)) for k, v in out.items()}
 
 

@@ -17,6 +17,18 @@ from tlbench.grid import Cell
 SUMMARY_COLUMNS = ["cell", "status", "test_acc", "best_val_acc", "best_epoch", "train_time_s", "trainable"]
 
 
+def _count(n: float) -> str:
+    """Parameter counts as people say them: 970, 37.4k, 11.7M."""
+    n = float(n)
+    if n >= 1e6:
+        return f"{n / 1e6:.1f}M"
+    if n >= 1e4:
+        return f"{n / 1e3:.0f}k"
+    if n >= 1e3:
+        return f"{n / 1e3:.1f}k"
+    return f"{n:.0f}"
+
+
 def summary_frame(rows: Iterable[tuple[Cell, str, dict[str, float], str]]) -> pd.DataFrame:
     """One row per cell: (cell, status, metrics, reason) -> a DataFrame with the headline metrics."""
     records: list[dict[str, Any]] = []
@@ -27,7 +39,7 @@ def summary_frame(rows: Iterable[tuple[Cell, str, dict[str, float], str]]) -> pd
         rec["best_epoch"] = metrics.get("best_epoch")
         rec["train_time_s"] = metrics.get("train_time_s")
         trainable, total = metrics.get("params_trainable"), metrics.get("params_total")
-        rec["trainable"] = f"{trainable / total:.0%} of {total / 1e6:.2f}M" if trainable and total else None
+        rec["trainable"] = f"{_count(trainable)} of {_count(total)}" if trainable and total else None
         rec["reason"] = reason.splitlines()[0] if reason else ""
         records.append(rec)
     return pd.DataFrame.from_records(records)

@@ -61,6 +61,7 @@ class TrainConfig(_Strict):
     batch_size: int = Field(64, ge=1)
     eval_batch_size: int = Field(512, ge=1)
     lr: float = Field(0.01, gt=0)
+    lr_scale: float = Field(1.0, gt=0, description="multiplies lr; scales from several entries multiply")
     weight_decay: float = Field(0.0, ge=0)
     image_size: int | None = Field(None, ge=8, description="input size; None = the backbone's default")
     schedule: Literal["constant", "step", "cosine"] = "cosine"
@@ -75,6 +76,11 @@ class TrainConfig(_Strict):
     head: HeadConfig = HeadConfig()
     amp: bool = Field(True, description="bf16 autocast on CUDA (ignored on CPU)")
     channels_last: bool = True
+
+    @property
+    def effective_lr(self) -> float:
+        """The learning rate a cell trains with: ``lr`` times the product of every ``lr_scale``."""
+        return self.lr * self.lr_scale
 
 
 _TRAIN_KEYS = set(TrainConfig.model_fields)
@@ -289,10 +295,17 @@ def validate_train(raw: dict[str, Any], file: Path | str | None, where: str) -> 
 
 
 def merge_train(*layers: dict[str, Any]) -> TrainConfig:
-    """Later layers win: grid < block < dataset < backbone < strategy < optimizer < augmentation."""
+    """Later layers win: grid < block < dataset < backbone < strategy < optimizer < augmentation.
+
+    ``lr_scale`` is the exception: scales multiply, so "a probe takes 5x the lr" (strategy) and
+    "AdamW wants lr 1e-3" (optimizer) combine instead of one overriding the other.
+    """
     merged: dict[str, Any] = {}
+    scale = 1.0
     for layer in layers:
         merged.update(layer)
+        scale *= float(layer.get("lr_scale", 1.0))
+    merged["lr_scale"] = scale
     return TrainConfig.model_validate(merged)
 
 

@@ -74,7 +74,7 @@ _register(
         "backbone frozen (BatchNorm statistics too); only the new head trains",
         None,
         True,
-        lambda p, t: [Phase("linear_probe", t.epochs, "head", t.lr)],
+        lambda p, t: [Phase("linear_probe", t.epochs, "head", t.effective_lr)],
     )
 )
 _register(
@@ -83,7 +83,7 @@ _register(
         "stem and the first k stages frozen (timm group_matcher); the rest and the head train",
         PartialParams,
         True,
-        lambda p, t: [Phase("partial", t.epochs, "partial", t.lr, freeze_stages=p.freeze_stages)],  # type: ignore[union-attr]
+        lambda p, t: [Phase("partial", t.epochs, "partial", t.effective_lr, freeze_stages=p.freeze_stages)],  # type: ignore[union-attr]
     )
 )
 _register(
@@ -92,7 +92,7 @@ _register(
         "everything trains from the pretrained init; optional layer-wise lr decay",
         FinetuneParams,
         True,
-        lambda p, t: [Phase("finetune", t.epochs, "all", t.lr, layer_decay=p.layer_decay)],  # type: ignore[union-attr]
+        lambda p, t: [Phase("finetune", t.epochs, "all", t.effective_lr, layer_decay=p.layer_decay)],  # type: ignore[union-attr]
     )
 )
 
@@ -103,8 +103,8 @@ def _lp_ft(p: LpFtParams, t: TrainConfig) -> list[Phase]:
     lp = p.lp_epochs if p.lp_epochs is not None else max(1, t.epochs // 2)
     lp = min(lp, t.epochs - 1)
     return [
-        Phase("linear_probe", lp, "head", t.lr),
-        Phase("finetune", t.epochs - lp, "all", t.lr * p.ft_lr_scale, layer_decay=p.layer_decay),
+        Phase("linear_probe", lp, "head", t.effective_lr),
+        Phase("finetune", t.epochs - lp, "all", t.effective_lr * p.ft_lr_scale, layer_decay=p.layer_decay),
     ]
 
 
@@ -123,7 +123,7 @@ _register(
         "random init, everything trains: the baseline transfer must beat",
         None,
         False,
-        lambda p, t: [Phase("scratch", t.epochs, "all", t.lr)],
+        lambda p, t: [Phase("scratch", t.epochs, "all", t.effective_lr)],
     )
 )
 

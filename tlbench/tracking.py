@@ -20,6 +20,8 @@ import yaml
 import tlbench
 from tlbench.grid import Cell
 
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # our own progress display is enough
+
 DEFAULT_STORE_DIR = Path("mlruns")
 CELL_ID_TAG = "tlbench.cell_id"
 GRID_TAG = "tlbench.grid"

@@ -207,7 +207,7 @@ def read_idx(path: Path) -> np.ndarray:
     arr = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
     if arr.size != int(np.prod(dims)):
         raise ValueError(f"{path} is truncated: {arr.size} bytes for shape {dims}")
-    return arr.reshape(dims)
+    return arr.reshape(dims).copy()  # writable: torch refuses read-only buffers
 
 
 def _find_idx(folder: Path, stem: str) -> Path | None:
