@@ -15,6 +15,13 @@ os.environ["COLUMNS"] = "250"  # rich tables: no wrapped cell names in captured 
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _data_dir(tmp_path_factory):
+    """Tensor caches and downloads go to a per-session folder, not ~/.cache."""
+    os.environ["TLBENCH_DATA"] = str(tmp_path_factory.mktemp("tlbench-data"))
+    yield
+
+
 @pytest.fixture
 def store(tmp_path: Path) -> str:
     """A fresh embedded MLflow store (SQLite + artifacts) in a temporary folder."""

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from tlbench.data import DATASETS, DatasetNotFoundError, dataset_param_names, load_dataset
 from tlbench.data import datasets as ds_module
@@ -131,3 +132,34 @@ def test_fashion_mnist_debian_copy(tmp_path):
     d = load_dataset("fashion_mnist", data_dir=tmp_path / "empty", download=False)
     assert d.sizes() == {"train": 54000, "val": 6000, "test": 10000}
     assert np.bincount(d.test.labels.numpy()).tolist() == [1000] * 10
+
+
+def test_tensor_cache_is_reused_and_invalidated_when_the_source_changes(tmp_path, no_debian):
+    folder = tmp_path / "data" / "fashion_mnist"
+    _fake_fashion(folder)
+    first = load_dataset("fashion_mnist", data_dir=tmp_path / "data", download=False)
+    assert first.notes["cache"].startswith("written")
+    cached = list((tmp_path / "data" / "tensors").glob("fashion_mnist-*.safetensors"))
+    assert len(cached) == 1
+    second = load_dataset("fashion_mnist", data_dir=tmp_path / "data", download=False)
+    assert second.notes["cache"].startswith("hit")
+    assert torch.equal(first.train.images, second.train.images) and torch.equal(first.test.labels, second.test.labels)
+    assert second.classes == first.classes and second.source == first.source
+
+    # the source changes: new images, so a new cache entry replaces the stale one
+    rng = np.random.default_rng(1)
+    _write_idx(folder / "t10k-images-idx3-ubyte.gz", rng.integers(0, 256, (20, 28, 28)))
+    third = load_dataset("fashion_mnist", data_dir=tmp_path / "data", download=False)
+    assert third.notes["cache"].startswith("written")
+    assert not torch.equal(third.test.images, first.test.images)
+    assert len(list((tmp_path / "data" / "tensors").glob("fashion_mnist-*.safetensors"))) == 1
+
+
+def test_corrupt_cache_is_rebuilt(tmp_path):
+    params = {"classes": 2, "train_per_class": 3, "val_per_class": 1, "test_per_class": 1, "image_size": 8}
+    a = load_dataset("synthetic", params=params, data_dir=tmp_path)
+    (path,) = (tmp_path / "tensors").glob("synthetic-*.safetensors")
+    path.write_bytes(b"garbage")
+    b = load_dataset("synthetic", params=params, data_dir=tmp_path)
+    assert b.notes["cache"].startswith("written")
+    assert torch.equal(a.train.images, b.train.images)

@@ -43,6 +43,8 @@ class DatasetInfo:
     loader: Callable[..., RawSplits]  # loader(data_dir: Path, download: bool, **params)
     params: dict[str, Any]  # allowed params and their defaults
     description: str
+    # fingerprint(data_dir, **params) -> identity of the local source, or None (not cached / not found)
+    fingerprint: Callable[..., str | None] | None = None
 
 
 DATASETS: Registry[DatasetInfo] = Registry("dataset")
@@ -68,8 +70,13 @@ def load_dataset(
     subset: float | None = None,
     val_fraction: float = 0.1,
     download: bool = True,
+    cache: bool = True,
 ) -> DatasetSplits:
-    """A dataset's train / val / test splits (val carved from train if needed; optional subset)."""
+    """A dataset's train / val / test splits (val carved from train if needed; optional subset).
+
+    With ``cache`` the decoded uint8 splits are kept under ``<data dir>/tensors`` and reused
+    until the source changes.
+    """
     info = DATASETS.get(name)
     params = dict(params or {})
     unknown = sorted(set(params) - set(info.params))
@@ -77,7 +84,7 @@ def load_dataset(
         raise ValueError(
             f"dataset {name!r} has no param {unknown[0]!r} (valid: {', '.join(sorted(info.params)) or 'none'})"
         )
-    raw = info.loader(data_root(data_dir), download, **{**info.params, **params})
+    raw = _load_raw(name, info, data_root(data_dir), download, {**info.params, **params}, cache)
     notes = dict(raw.notes)
     train_x, train_y = raw.train
     if raw.val is None:
@@ -104,6 +111,37 @@ def load_dataset(
         source=raw.source,
         notes=notes,
     )
+
+
+def _load_raw(
+    name: str, info: DatasetInfo, root: Path, download: bool, params: dict[str, Any], use_cache: bool
+) -> RawSplits:
+    """The loader's raw splits, through the tensor cache when the dataset has a fingerprint."""
+    from tlbench.data.cache import cache_path, read_cache, write_cache
+
+    fingerprint = info.fingerprint(root, **params) if (use_cache and info.fingerprint) else None
+    if fingerprint:
+        path = cache_path(root, name, params, fingerprint)
+        hit = read_cache(path)
+        if hit is not None:
+            a, meta = hit["arrays"], hit["meta"]
+            val = (a["val_x"], a["val_y"]) if "val_x" in a else None
+            notes = {**meta.get("notes", {}), "cache": f"hit {path}"}
+            return RawSplits((a["train_x"], a["train_y"]), (a["test_x"], a["test_y"]), meta["classes"], meta["source"], val, notes)
+    raw = info.loader(root, download, **params)
+    if use_cache and info.fingerprint:
+        fingerprint = fingerprint or info.fingerprint(root, **params)  # a download just made the files
+        if fingerprint:
+            path = cache_path(root, name, params, fingerprint)
+            arrays = {"train_x": raw.train[0], "train_y": raw.train[1], "test_x": raw.test[0], "test_y": raw.test[1]}
+            if raw.val is not None:
+                arrays.update(val_x=raw.val[0], val_y=raw.val[1])
+            try:
+                write_cache(path, arrays, {"classes": raw.classes, "source": raw.source, "notes": raw.notes})
+                raw.notes = {**raw.notes, "cache": f"written {path}"}
+            except OSError as err:  # a read-only data dir only costs speed
+                raw.notes = {**raw.notes, "cache": f"not written ({err})"}
+    return raw
 
 
 # ---------------------------------------------------------------------------------------------
@@ -168,8 +206,15 @@ DATASETS.register(
         _synthetic,
         {"classes": 10, "train_per_class": 200, "val_per_class": 40, "test_per_class": 40, "image_size": 32, "seed": 0},
         "procedural IFS-fractal images (FractalDB-style), deterministic, any size",
+        fingerprint=lambda root, **p: f"synthetic-generator-{_synthetic_version()}",
     ),
 )
+
+
+def _synthetic_version() -> str:
+    from tlbench.data.synthetic import GENERATOR_VERSION
+
+    return GENERATOR_VERSION
 
 
 # ---------------------------------------------------------------------------------------------
@@ -221,12 +266,26 @@ def fashion_mnist_candidates(data_dir: Path) -> list[Path]:
     return [data_dir / "fashion_mnist", data_dir / "FashionMNIST" / "raw", *DEBIAN_FASHION_MNIST]
 
 
-def _fashion_mnist(data_dir: Path, download: bool) -> RawSplits:
-    candidates = fashion_mnist_candidates(data_dir)
-    for folder in candidates:
+def _find_fashion(data_dir: Path) -> dict[str, Path] | None:
+    for folder in fashion_mnist_candidates(data_dir):
         files = {k: _find_idx(folder, v) for k, v in FASHION_FILES.items()}
         if all(files.values()):
-            break
+            return files  # type: ignore[return-value]
+    return None
+
+
+def _fashion_fingerprint(data_dir: Path) -> str | None:
+    from tlbench.data.cache import file_fingerprint
+
+    files = _find_fashion(data_dir)
+    return file_fingerprint(list(files.values())) if files else None
+
+
+def _fashion_mnist(data_dir: Path, download: bool) -> RawSplits:
+    candidates = fashion_mnist_candidates(data_dir)
+    found = _find_fashion(data_dir)
+    if found:
+        files: dict[str, Path | None] = dict(found)
     else:
         files = {}
         if download:
@@ -261,5 +320,10 @@ def _fashion_mnist(data_dir: Path, download: bool) -> RawSplits:
 
 DATASETS.register(
     "fashion_mnist",
-    DatasetInfo(_fashion_mnist, {}, "Zalando's Fashion-MNIST, 60k/10k 28x28 grayscale (torchvision raw format)"),
+    DatasetInfo(
+        _fashion_mnist,
+        {},
+        "Zalando's Fashion-MNIST, 60k/10k 28x28 grayscale (torchvision raw format)",
+        fingerprint=_fashion_fingerprint,
+    ),
 )

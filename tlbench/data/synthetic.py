@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+GENERATOR_VERSION = "1"  # bump when the images change: it keys the tensor cache
 N_WALKERS = 96  # parallel chaos-game walkers per image
 N_STEPS = 28  # steps per walker; the first BURN_IN are discarded
 BURN_IN = 6
