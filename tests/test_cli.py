@@ -95,6 +95,12 @@ def test_run_tracks_every_cell_and_resume_skips(write_grid, store, tmp_path):
     assert [a.path for a in client.list_artifacts(probe.info.run_id, "checkpoint")] == [
         "checkpoint/best.safetensors"
     ]
+    per_class = Path(client.download_artifacts(probe.info.run_id, "per_class.csv", str(tmp_path)))
+    rows = list(csv.DictReader(per_class.open()))
+    assert [r["class"] for r in rows] == [str(i) for i in range(10)]
+    assert sum(int(r["support"]) for r in rows) == int(p["test_size"])
+    assert sum(int(r["correct"]) for r in rows) / int(p["test_size"]) == pytest.approx(m["test_acc"])
+    assert p["feature_cache"] == "cached"  # a frozen probe with deterministic input trains on cached features
 
     # re-run: nothing trains again, no new runs
     again = _invoke("run", "--grid", str(grid), "--tracking-uri", store)

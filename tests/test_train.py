@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from tlbench.data import load_dataset
 from tlbench.grid import expand
@@ -79,3 +80,42 @@ def test_absurd_lr_stops_with_nonfinite_loss(data):
     with pytest.raises(NonFiniteLossError) as info:
         fit(_cell(epochs=2, lr=1e12), data, device="cpu")
     assert info.value.reason == "nonfinite_loss"
+
+
+def _probe_cell(strategy="linear_probe", augmentation="none", epochs=5):
+    raw = {
+        "name": "t",
+        "train": {"epochs": epochs, "batch_size": 32, "image_size": 16, "lr": 0.2, "seed": 0},
+        "datasets": [{"name": "synthetic", "params": SYNTH}],
+        "backbones": [{"name": "test_resnet", "weights": "none"}],
+        "strategies": [strategy],
+        "optimizers": ["sgd"],
+        "augmentations": [augmentation],
+    }
+    return expand(parse_grid(raw))[0]
+
+
+def test_cached_probe_matches_the_online_probe(data):
+    cached, online = Recorder(), Recorder()
+    a = fit(_probe_cell(), data, reporter=cached, device="cpu")
+    b = fit(_probe_cell(), data, reporter=online, device="cpu", cache_features=False)
+    assert cached.started["feature_cache"] == "cached" and online.started["feature_cache"] == "online"
+    assert a.best_val_acc == pytest.approx(b.best_val_acc, abs=0.04)
+    assert a.test_acc == pytest.approx(b.test_acc, abs=0.04)
+    assert a.history[-1]["train_loss"] == pytest.approx(b.history[-1]["train_loss"], rel=0.05)
+    # only the head changed: the backbone is bit-identical to its initialisation in both
+    assert torch.equal(a.best_state["conv1.0.weight"], b.best_state["conv1.0.weight"])
+
+
+@pytest.mark.parametrize(
+    ("strategy", "augmentation", "expected"),
+    [
+        ("linear_probe", "basic", "online"),  # random augmentation: features change every epoch
+        ("finetune", "none", "online"),  # the backbone trains
+        ("lp_ft", "none", "cached,online"),  # the probe phase is cached, the fine-tune is not
+    ],
+)
+def test_feature_cache_only_when_allowed(data, strategy, augmentation, expected):
+    rec = Recorder()
+    fit(_probe_cell(strategy, augmentation, epochs=2), data, reporter=rec, device="cpu")
+    assert rec.started["feature_cache"] == expected

@@ -156,6 +156,13 @@ def _sigterm_as_interrupt() -> None:
 @data_dir_option
 @click.option("--force", is_flag=True, help="re-run cells that already have a FINISHED run")
 @click.option("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
+@click.option("--compile", "compile_", is_flag=True, help="torch.compile each model (worth it for long GPU cells)")
+@click.option(
+    "--feature-cache/--no-feature-cache",
+    default=True,
+    show_default=True,
+    help="train frozen-backbone heads on features computed once (deterministic augmentation only)",
+)
 @_clean_errors
 def run(
     grid: str,
@@ -164,6 +171,8 @@ def run(
     data_dir: str | None,
     force: bool,
     device: str,
+    compile_: bool,
+    feature_cache: bool,
 ) -> None:
     """Train every (selected) cell of a grid and track it in MLflow."""
     from tlbench.executor import run_cells
@@ -193,6 +202,7 @@ def run(
             device=device,
             console=err_console,
             grid_file=str(Path(grid)),
+            fit_options={"compile": compile_, "cache_features": feature_cache},
         )
     except KeyboardInterrupt:
         err_console.print("[yellow]interrupted:[/] the current run is marked KILLED; run again to continue")

@@ -8,7 +8,6 @@ host syncs are at epoch ends.
 
 from __future__ import annotations
 
-import copy
 import math
 import random
 import time
@@ -21,11 +20,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from tlbench.data import DatasetSplits, TensorSplit, make_augment
+from tlbench.data import AUGMENTATIONS, DatasetSplits, TensorSplit, make_augment
 from tlbench.grid import Cell
 from tlbench.models import build_model, data_config
 from tlbench.optim import build_optimizer, build_scheduler
-from tlbench.strategies import STRATEGIES, apply_phase, phases_for, set_train_mode
+from tlbench.strategies import STRATEGIES, Phase, apply_phase, phases_for, set_train_mode
 
 
 class NonFiniteLossError(RuntimeError):
@@ -173,6 +172,73 @@ def _to_device(split: TensorSplit, device: torch.device) -> TensorSplit:
     return TensorSplit(split.images.to(device, non_blocking=True), split.labels.to(device, non_blocking=True))
 
 
+class _EpochTimer:
+    """Epoch wall time: CUDA events on a GPU (no host sync mid-epoch), perf_counter on the CPU."""
+
+    def __init__(self, device: torch.device):
+        self.cuda = device.type == "cuda"
+
+    def start(self) -> None:
+        if self.cuda:
+            self._begin = torch.cuda.Event(enable_timing=True)
+            self._end = torch.cuda.Event(enable_timing=True)
+            self._begin.record()
+        else:
+            self._t0 = time.perf_counter()
+
+    def stop(self) -> float:
+        if self.cuda:
+            self._end.record()
+            self._end.synchronize()
+            return self._begin.elapsed_time(self._end) / 1000
+        return time.perf_counter() - self._t0
+
+
+def can_cache_features(cell: Cell, phase: Phase) -> bool:
+    """A frozen backbone seen through a deterministic transform gives the same features every
+    epoch: compute them once and train the head on them."""
+    return phase.trainable == "head" and not AUGMENTATIONS.get(cell.augmentation.name).random
+
+
+@torch.no_grad()
+def extract_features(
+    model: nn.Module,
+    split: TensorSplit,
+    transform: Any,
+    *,
+    batch_size: int,
+    autocast: bool,
+    channels_last: bool,
+) -> torch.Tensor:
+    """Pre-logits features (what the classifier sees) of a whole split, in eval mode."""
+    model.eval()
+    dev = split.images.device
+    out = []
+    for idx in _batches(len(split), batch_size, None):
+        x = transform(split.images[idx], None)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=autocast):
+            f = model.forward_head(model.forward_features(x), pre_logits=True)  # type: ignore[operator]
+        out.append(f.float().flatten(1))
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def _evaluate_head(
+    head: nn.Module, feats: torch.Tensor, labels: torch.Tensor, batch_size: int
+) -> dict[str, float]:
+    head.eval()
+    loss_sum = torch.zeros((), device=feats.device, dtype=torch.float64)
+    correct = torch.zeros((), device=feats.device, dtype=torch.long)
+    for idx in _batches(len(labels), batch_size, None):
+        logits = head(feats[idx]).float()
+        loss_sum += F.cross_entropy(logits, labels[idx], reduction="sum").double()
+        correct += (logits.argmax(1) == labels[idx]).sum()
+    n = max(len(labels), 1)
+    return {"loss": loss_sum.item() / n, "acc": correct.item() / n}
+
+
 def fit(
     cell: Cell,
     data: DatasetSplits,
@@ -180,8 +246,14 @@ def fit(
     weights_file: Path | None = None,
     reporter: Reporter | None = None,
     device: str | torch.device | None = None,
+    cache_features: bool = True,
+    compile: bool = False,
 ) -> Result:
-    """Train ``cell`` on ``data``; evaluate the best-val checkpoint on test."""
+    """Train ``cell`` on ``data``; evaluate the best-val checkpoint on test.
+
+    ``cache_features``: head-only phases with a deterministic augmentation train on features
+    computed once (several times faster, same result). ``compile``: ``torch.compile`` the model.
+    """
     rep = reporter or _NullReporter()
     dev = device if isinstance(device, torch.device) else pick_device(device)
     cfg = cell.train
@@ -213,11 +285,13 @@ def fit(
     model.to(dev)
     if channels_last:
         model.to(memory_format=torch.channels_last)
+    forward = torch.compile(model) if compile else model
 
     train_split, val_split, test_split = (_to_device(s, dev) for s in (data.train, data.val, data.test))
     n_train = len(train_split)
     steps_per_epoch = len(_batches(n_train, cfg.batch_size, torch.arange(n_train)))
     phases = phases_for(cell.strategy.name, cell.strategy.params, cfg)
+    cached = [cache_features and can_cache_features(cell, p) for p in phases]
     eval_kw = dict(
         device=dev,
         batch_size=cfg.eval_batch_size,
@@ -238,6 +312,8 @@ def fit(
             "test_size": len(test_split),
             "num_classes": data.num_classes,
             "phases": ",".join(f"{p.name}:{p.epochs}" for p in phases),
+            "feature_cache": ",".join(("cached" if c else "online") for c in cached),
+            "compile": compile,
         }
     )
 
@@ -247,33 +323,50 @@ def fit(
     train_time = 0.0
     images_seen = 0
     epoch = 0
-    for phase in phases:
+    timer = _EpochTimer(dev)
+    features: dict[str, torch.Tensor] = {}
+    for phase, use_cache in zip(phases, cached, strict=True):
         trainable, total = apply_phase(model, phase)
         max_trainable = max(max_trainable, trainable)
+        head = model.get_classifier()  # type: ignore[operator]
         optimizer = build_optimizer(
-            model,
+            head if use_cache else model,
             cell.optimizer.name,
             cell.optimizer.params,
             lr=phase.lr,
             weight_decay=cfg.weight_decay,
-            layer_decay=phase.layer_decay,
+            layer_decay=None if use_cache else phase.layer_decay,
         )
         scheduler = build_scheduler(optimizer, cfg, epochs=phase.epochs, updates_per_epoch=steps_per_epoch)
+        if use_cache and not features:
+            timer.start()
+            feat_kw = dict(batch_size=cfg.eval_batch_size, autocast=autocast, channels_last=channels_last)
+            features = {
+                "train": extract_features(model, train_split, eval_tf, **feat_kw),
+                "val": extract_features(model, val_split, eval_tf, **feat_kw),
+            }
+            train_time += timer.stop()  # the one backbone pass counts as training time
         updates = 0
         for _ in range(phase.epochs):
-            set_train_mode(model)
-            t0 = time.perf_counter()
+            timer.start()
             perm = torch.randperm(n_train, generator=gen).to(dev)
             loss_sum = torch.zeros((), device=dev)
             correct = torch.zeros((), device=dev, dtype=torch.long)
             seen = 0
+            if use_cache:
+                head.train()
+            else:
+                set_train_mode(model)
             for idx in _batches(n_train, cfg.batch_size, perm):
-                x = train_tf(train_split.images[idx], gen)
                 y = train_split.labels[idx]
-                if channels_last:
-                    x = x.contiguous(memory_format=torch.channels_last)
-                with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=autocast):
-                    logits = model(x)
+                if use_cache:
+                    logits = head(features["train"][idx])
+                else:
+                    x = train_tf(train_split.images[idx], gen)
+                    if channels_last:
+                        x = x.contiguous(memory_format=torch.channels_last)
+                    with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=autocast):
+                        logits = forward(x)
                 loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -283,15 +376,16 @@ def fit(
                 loss_sum += loss.detach() * len(y)
                 correct += (logits.detach().argmax(1) == y).sum()
                 seen += len(y)
-            if on_cuda:
-                torch.cuda.synchronize(dev)
-            epoch_time = time.perf_counter() - t0
+            epoch_time = timer.stop()
             train_time += epoch_time
             images_seen += seen
             train_loss = loss_sum.item() / max(seen, 1)
             if not math.isfinite(train_loss):
                 raise NonFiniteLossError(f"training loss became {train_loss} in epoch {epoch}")
-            val = evaluate(model, val_split, eval_tf, **eval_kw)
+            if use_cache:
+                val = _evaluate_head(head, features["val"], val_split.labels, cfg.eval_batch_size)
+            else:
+                val = evaluate(forward, val_split, eval_tf, **eval_kw)
             metrics = {
                 "train_loss": train_loss,
                 "train_acc": correct.item() / max(seen, 1),
@@ -307,11 +401,18 @@ def fit(
                 best_acc, best_epoch = val["acc"], epoch
                 best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
             epoch += 1
+        features = features if (use_cache and phase.trainable == "head") else {}
 
     assert best_state is not None
     model.load_state_dict(best_state)
     test = evaluate(model, test_split, eval_tf, **eval_kw)
-    extra: dict[str, Any] = {"input_size": size, "mean": mean, "std": std, "phases": [p.name for p in phases]}
+    extra: dict[str, Any] = {
+        "input_size": size,
+        "mean": mean,
+        "std": std,
+        "phases": [p.name for p in phases],
+        "feature_cache": cached,
+    }
     if on_cuda:
         extra["peak_mem_mb"] = torch.cuda.max_memory_allocated(dev) / 2**20
     return Result(
@@ -328,6 +429,6 @@ def fit(
         params_trainable=max_trainable,
         params_total=total,
         device=str(dev),
-        best_state=copy.copy(best_state),
+        best_state=best_state,
         info=extra,
     )

@@ -31,8 +31,8 @@ def test_shapes_dtype_and_range(preset, train):
     out = aug(_batch(), torch.Generator().manual_seed(1))
     assert out.shape == (16, 3, 24, 24) and out.dtype == torch.float32
     assert torch.isfinite(out).all()
-    lo = min((0 - m) / s for m, s in zip(MEAN, STD))
-    hi = max((1 - m) / s for m, s in zip(MEAN, STD))
+    lo = min((0 - m) / s for m, s in zip(MEAN, STD, strict=True))
+    hi = max((1 - m) / s for m, s in zip(MEAN, STD, strict=True))
     assert out.min() >= lo - 1e-4 and out.max() <= hi + 1e-4
 
 

@@ -17,7 +17,10 @@ from tlbench.registry import UnknownNameError
 
 
 def _hashes(split) -> set[str]:
-    return {hashlib.sha1(img.numpy().tobytes() + bytes([int(lbl)])).hexdigest() for img, lbl in zip(split.images, split.labels)}
+    return {
+        hashlib.sha1(img.numpy().tobytes() + bytes([int(lbl)])).hexdigest()
+        for img, lbl in zip(split.images, split.labels, strict=True)
+    }
 
 
 def test_registry_lists_the_first_datasets():
@@ -58,7 +61,9 @@ def test_subset_is_stratified_and_leaves_val_test_alone():
 
 
 def test_synthetic_has_its_own_val_split():
-    d = load_dataset("synthetic", params={"classes": 3, "train_per_class": 5, "val_per_class": 2, "test_per_class": 4})
+    d = load_dataset(
+        "synthetic", params={"classes": 3, "train_per_class": 5, "val_per_class": 2, "test_per_class": 4}
+    )
     assert d.sizes() == {"train": 15, "val": 6, "test": 12}
     assert d.channels == 3 and "val" not in d.notes
 
@@ -127,7 +132,9 @@ def test_truncated_idx_is_refused(tmp_path):
         read_idx(tmp_path / "x-idx3-ubyte")
 
 
-@pytest.mark.skipif(not Path("/usr/share/datasets/fashion-mnist").exists(), reason="Debian's dataset-fashion-mnist absent")
+@pytest.mark.skipif(
+    not Path("/usr/share/datasets/fashion-mnist").exists(), reason="Debian's dataset-fashion-mnist absent"
+)
 def test_fashion_mnist_debian_copy(tmp_path):
     d = load_dataset("fashion_mnist", data_dir=tmp_path / "empty", download=False)
     assert d.sizes() == {"train": 54000, "val": 6000, "test": 10000}
@@ -143,7 +150,9 @@ def test_tensor_cache_is_reused_and_invalidated_when_the_source_changes(tmp_path
     assert len(cached) == 1
     second = load_dataset("fashion_mnist", data_dir=tmp_path / "data", download=False)
     assert second.notes["cache"].startswith("hit")
-    assert torch.equal(first.train.images, second.train.images) and torch.equal(first.test.labels, second.test.labels)
+    assert torch.equal(first.train.images, second.train.images) and torch.equal(
+        first.test.labels, second.test.labels
+    )
     assert second.classes == first.classes and second.source == first.source
 
     # the source changes: new images, so a new cache entry replaces the stale one

@@ -34,7 +34,9 @@ AUGMENTATIONS.register(
 )
 AUGMENTATIONS.register(
     "strong",
-    AugmentationInfo("strong", True, "basic + rotation ±15°, scale/translate/shear, brightness/contrast/saturation"),
+    AugmentationInfo(
+        "strong", True, "basic + rotation ±15°, scale/translate/shear, brightness/contrast/saturation"
+    ),
 )
 
 
@@ -42,7 +44,9 @@ def _uniform(gen: torch.Generator | None, n: int, lo: float, hi: float, device: 
     return (torch.rand(n, generator=gen) * (hi - lo) + lo).to(device)
 
 
-def random_crop_flip(x: torch.Tensor, gen: torch.Generator | None, pad_fraction: float = 0.125) -> torch.Tensor:
+def random_crop_flip(
+    x: torch.Tensor, gen: torch.Generator | None, pad_fraction: float = 0.125
+) -> torch.Tensor:
     """Per-sample random crop of a zero-padded image back to its size, and a random h-flip."""
     b, c, h, w = x.shape
     ph, pw = max(1, round(h * pad_fraction)), max(1, round(w * pad_fraction))

@@ -56,7 +56,11 @@ def write_cache(path: Path, arrays: dict[str, np.ndarray], meta: dict[str, Any])
 
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(tmp), metadata={"tlbench": json.dumps(meta)})
+    save_file(
+        {k: np.ascontiguousarray(v) for k, v in arrays.items()},
+        str(tmp),
+        metadata={"tlbench": json.dumps(meta)},
+    )
     os.replace(tmp, path)
     prefix = path.name.rsplit("-", 1)[0] + "-"
     for old in path.parent.glob(prefix + "*.safetensors"):

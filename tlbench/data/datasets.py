@@ -127,13 +127,25 @@ def _load_raw(
             a, meta = hit["arrays"], hit["meta"]
             val = (a["val_x"], a["val_y"]) if "val_x" in a else None
             notes = {**meta.get("notes", {}), "cache": f"hit {path}"}
-            return RawSplits((a["train_x"], a["train_y"]), (a["test_x"], a["test_y"]), meta["classes"], meta["source"], val, notes)
+            return RawSplits(
+                (a["train_x"], a["train_y"]),
+                (a["test_x"], a["test_y"]),
+                meta["classes"],
+                meta["source"],
+                val,
+                notes,
+            )
     raw = info.loader(root, download, **params)
     if use_cache and info.fingerprint:
         fingerprint = fingerprint or info.fingerprint(root, **params)  # a download just made the files
         if fingerprint:
             path = cache_path(root, name, params, fingerprint)
-            arrays = {"train_x": raw.train[0], "train_y": raw.train[1], "test_x": raw.test[0], "test_y": raw.test[1]}
+            arrays = {
+                "train_x": raw.train[0],
+                "train_y": raw.train[1],
+                "test_x": raw.test[0],
+                "test_y": raw.test[1],
+            }
             if raw.val is not None:
                 arrays.update(val_x=raw.val[0], val_y=raw.val[1])
             try:
@@ -165,7 +177,8 @@ def _digits(data_dir: Path, download: bool) -> RawSplits:
 
 
 DATASETS.register(
-    "digits", DatasetInfo(_digits, {}, "scikit-learn's 1,797 8x8 handwritten digits (offline); test = fixed 20%")
+    "digits",
+    DatasetInfo(_digits, {}, "scikit-learn's 1,797 8x8 handwritten digits (offline); test = fixed 20%"),
 )
 
 
@@ -187,7 +200,9 @@ def _synthetic(
     from tlbench.data.synthetic import generate
 
     if classes < 2 or min(train_per_class, val_per_class, test_per_class) < 1 or image_size < 8:
-        raise ValueError("synthetic needs classes >= 2, at least 1 image per class and split, image_size >= 8")
+        raise ValueError(
+            "synthetic needs classes >= 2, at least 1 image per class and split, image_size >= 8"
+        )
     train = generate(classes, train_per_class, image_size, seed, split_seed=0)
     val = generate(classes, val_per_class, image_size, seed, split_seed=1)
     test = generate(classes, test_per_class, image_size, seed, split_seed=2)
@@ -204,7 +219,14 @@ DATASETS.register(
     "synthetic",
     DatasetInfo(
         _synthetic,
-        {"classes": 10, "train_per_class": 200, "val_per_class": 40, "test_per_class": 40, "image_size": 32, "seed": 0},
+        {
+            "classes": 10,
+            "train_per_class": 200,
+            "val_per_class": 40,
+            "test_per_class": 40,
+            "image_size": 32,
+            "seed": 0,
+        },
         "procedural IFS-fractal images (FractalDB-style), deterministic, any size",
         fingerprint=lambda root, **p: f"synthetic-generator-{_synthetic_version()}",
     ),

@@ -60,7 +60,9 @@ def run_cell(
     device: str | None = None,
     progress: Any = None,
     grid_file: str | None = None,
+    fit_options: dict[str, Any] | None = None,
 ) -> CellOutcome:
+    """Train one cell into its own MLflow run; ``fit_options`` go to ``train.fit`` (compile, ...)."""
     from tlbench.strategies import STRATEGIES
     from tlbench.train import MultiReporter, NonFiniteLossError, fit
 

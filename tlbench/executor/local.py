@@ -59,6 +59,7 @@ def run_cells(
     device: str | None = None,
     console: Console | None = None,
     grid_file: str | None = None,
+    fit_options: dict[str, Any] | None = None,
 ) -> list[CellOutcome]:
     console = console or Console(stderr=True)
     finished = {} if force else tracker.finished_runs(experiment_id)
