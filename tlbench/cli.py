@@ -156,7 +156,9 @@ def _sigterm_as_interrupt() -> None:
 @data_dir_option
 @click.option("--force", is_flag=True, help="re-run cells that already have a FINISHED run")
 @click.option("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
-@click.option("--compile", "compile_", is_flag=True, help="torch.compile each model (worth it for long GPU cells)")
+@click.option(
+    "--compile", "compile_", is_flag=True, help="torch.compile each model (worth it for long GPU cells)"
+)
 @click.option(
     "--feature-cache/--no-feature-cache",
     default=True,

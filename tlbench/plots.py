@@ -1,19 +1,21 @@
-"""Matplotlib figures for a cell's artifacts (learning curves, confusion matrix); headless (Agg)."""
+"""Matplotlib figures for a cell's artifacts (learning curves, confusion matrix).
+
+Built with the object API (``Figure``, no pyplot state), so they can be rendered off the
+training thread and on headless machines.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import numpy as np
+from matplotlib.figure import Figure
 
 
 def learning_curves(history: list[dict[str, float]], path: Path, title: str) -> Path:
     epochs = [h["epoch"] for h in history]
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.8))
+    fig = Figure(figsize=(10, 3.8))
+    ax_loss, ax_acc = fig.subplots(1, 2)
     ax_loss.plot(epochs, [h["train_loss"] for h in history], marker="o", label="train")
     ax_loss.plot(epochs, [h["val_loss"] for h in history], marker="o", label="val")
     ax_loss.set(xlabel="epoch", ylabel="loss", title="loss")
@@ -26,14 +28,14 @@ def learning_curves(history: list[dict[str, float]], path: Path, title: str) -> 
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
     return path
 
 
 def confusion_matrix(confusion: np.ndarray, classes: list[str], path: Path, title: str) -> Path:
     n = len(classes)
     size = min(max(4.0, 0.45 * n + 2), 16)
-    fig, ax = plt.subplots(figsize=(size, size * 0.9))
+    fig = Figure(figsize=(size, size * 0.9))
+    ax = fig.subplots()
     rows = confusion.sum(axis=1, keepdims=True)
     norm = np.divide(confusion, rows, out=np.zeros_like(confusion, dtype=float), where=rows > 0)
     im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
@@ -49,5 +51,4 @@ def confusion_matrix(confusion: np.ndarray, classes: list[str], path: Path, titl
     fig.colorbar(im, ax=ax, fraction=0.046)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
     return path

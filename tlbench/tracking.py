@@ -12,6 +12,7 @@ import os
 import subprocess
 import tempfile
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +69,13 @@ class Tracker:
         if self.uri.startswith("sqlite:///"):
             Path(self.uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         self.client = MlflowClient(tracking_uri=self.uri)
+        self._writer: ThreadPoolExecutor | None = None
+
+    def writer(self) -> ThreadPoolExecutor:
+        """One background thread that writes finished cells' artifacts, in order."""
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tlbench-artifacts")
+        return self._writer
 
     def experiment_id(self, grid: str) -> str:
         """The grid's experiment, created on first use (safe if two processes race to create it)."""
@@ -173,16 +181,35 @@ class CellRun:
         self.log_metrics(metrics, step=epoch)
 
     # end of run ------------------------------------------------------------------------------
-    def finish(self, result: Any) -> None:
-        """Final metrics and artifacts, then FINISHED: in that order, so FINISHED means complete."""
-        from tlbench import plots
-        from tlbench.models import save_weights_dict
+    def finish(self, result: Any, *, background: bool = False) -> Future[None] | None:
+        """Final metrics, then artifacts, then FINISHED: in that order, so FINISHED means complete.
 
+        With ``background`` the artifacts (plots, checkpoint) are written on the tracker's
+        writer thread while the next cell trains; the returned future completes when the run is
+        FINISHED (or FAILED, if writing failed).
+        """
         last = result.history[-1]["epoch"] if result.history else 0
         metrics = result.final_metrics()
         if "peak_mem_mb" in result.info:
             metrics["peak_mem_mb"] = result.info["peak_mem_mb"]
         self.log_metrics(metrics, step=int(last))
+        if background:
+            return self.tracker.writer().submit(self._write_artifacts_and_close, result)
+        self._write_artifacts_and_close(result)
+        return None
+
+    def _write_artifacts_and_close(self, result: Any) -> None:
+        try:
+            self._write_artifacts(result)
+        except BaseException as err:
+            self.fail("FAILED", f"writing artifacts failed: {type(err).__name__}: {err}")
+            raise
+        self.client.set_terminated(self.run_id, "FINISHED")
+
+    def _write_artifacts(self, result: Any) -> None:
+        from tlbench import plots
+        from tlbench.models import save_weights_dict
+
         with tempfile.TemporaryDirectory(prefix="tlbench-") as tmp:
             d = Path(tmp)
             (d / "cell.yaml").write_text(yaml.safe_dump(self.cell.to_dict(), sort_keys=False))
@@ -203,7 +230,6 @@ class CellRun:
             (d / "checkpoint").mkdir()
             save_weights_dict(result.best_state, d / CHECKPOINT_ARTIFACT)
             self.client.log_artifacts(self.run_id, str(d))
-        self.client.set_terminated(self.run_id, "FINISHED")
 
     def fail(self, status: str, reason: str) -> None:
         """Mark FAILED or KILLED with the reason as a tag; never leave the run RUNNING."""

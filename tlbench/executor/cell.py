@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import tempfile
 import traceback
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -25,6 +26,7 @@ class CellOutcome:
     run_id: str | None = None
     metrics: dict[str, float] = field(default_factory=dict)
     reason: str = ""
+    pending: Future[None] | None = None  # artifacts still being written (background finish)
 
 
 @lru_cache(maxsize=8)
@@ -61,6 +63,7 @@ def run_cell(
     progress: Any = None,
     grid_file: str | None = None,
     fit_options: dict[str, Any] | None = None,
+    background_finish: bool = False,
 ) -> CellOutcome:
     """Train one cell into its own MLflow run; ``fit_options`` go to ``train.fit`` (compile, ...)."""
     from tlbench.strategies import STRATEGIES
@@ -83,8 +86,8 @@ def run_cell(
             result = fit(
                 cell, data, weights_file=weights_file, reporter=MultiReporter(run, progress), device=device
             )
-        run.finish(result)
-        return CellOutcome(cell, "FINISHED", run.run_id, result.final_metrics())
+        pending = run.finish(result, background=background_finish)
+        return CellOutcome(cell, "FINISHED", run.run_id, result.final_metrics(), pending=pending)
     except (KeyboardInterrupt, SystemExit):
         run.fail("KILLED", "interrupted")
         raise

@@ -61,10 +61,10 @@ def run_cells(
     grid_file: str | None = None,
     fit_options: dict[str, Any] | None = None,
 ) -> list[CellOutcome]:
+    """Run cells in order; artifacts of a finished cell are written while the next one trains."""
     console = console or Console(stderr=True)
     finished = {} if force else tracker.finished_runs(experiment_id)
     outcomes: list[CellOutcome] = []
-    failed_names: dict[str, str] = {}
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),
@@ -72,45 +72,70 @@ def run_cells(
         TimeElapsedColumn(),
         TimeRemainingColumn(),
     )
-    with Progress(*columns, console=console, transient=False, refresh_per_second=4) as progress:
-        overall = progress.add_task("cells", total=len(cells))
-        current = progress.add_task("", total=1, visible=False)
-        for i, cell in enumerate(cells):
-            if cell.id in finished:
-                run = finished[cell.id]
-                outcomes.append(CellOutcome(cell, "SKIPPED", run.info.run_id, dict(run.data.metrics)))
-                progress.update(overall, completed=i + 1)
-                continue
-            if cell.depends_on in failed_names:
-                reason = f"source cell {cell.depends_on!r} failed: {failed_names[cell.depends_on]}"
-                outcomes.append(CellOutcome(cell, "FAILED", None, reason=reason))
-                failed_names[cell.name] = reason
-                progress.update(overall, completed=i + 1)
-                continue
-            progress.update(overall, description=f"cells  [bold]{cell.name}[/]")
-            progress.update(current, visible=True, completed=0, description="  starting")
-            t0 = time.perf_counter()
-            reporter = ProgressReporter(progress, overall, current, done_before=i)
-            outcome = run_cell(
-                cell,
-                tracker,
-                experiment_id,
-                data_dir=data_dir,
-                device=device,
-                progress=reporter,
-                grid_file=grid_file,
-            )
-            outcomes.append(outcome)
-            if outcome.status == "FINISHED":
-                m = outcome.metrics
-                progress.console.print(
-                    f"[green]✓[/] {cell.name}  test_acc {m['test_acc']:.4f}  "
-                    f"best_val {m['best_val_acc']:.4f}  {time.perf_counter() - t0:.1f}s"
-                )
-            else:
-                failed_names[cell.name] = outcome.reason
-                progress.console.print(f"[red]✗[/] {cell.name}  {outcome.status}: {outcome.reason}")
-            progress.update(overall, completed=i + 1)
-        progress.update(current, visible=False)
-        progress.update(overall, description="cells")
+    run_kw = dict(data_dir=data_dir, device=device, grid_file=grid_file, fit_options=fit_options)
+    try:
+        with Progress(*columns, console=console, transient=False, refresh_per_second=4) as progress:
+            _loop(cells, tracker, experiment_id, progress, outcomes, finished, run_kw)
+    finally:
+        _settle(outcomes)  # every run ends FINISHED/FAILED before we return or propagate Ctrl-C
     return outcomes
+
+
+def _settle(outcomes: list[CellOutcome], name: str | None = None) -> None:
+    """Wait for artifacts still being written (all, or one cell's); failed writing -> FAILED."""
+    for o in outcomes:
+        if o.pending is not None and (name is None or o.cell.name == name):
+            try:
+                o.pending.result()
+            except Exception as err:
+                o.status, o.reason = "FAILED", f"writing artifacts failed: {err}"
+            o.pending = None
+
+
+def _loop(
+    cells: list[Cell],
+    tracker: Tracker,
+    experiment_id: str,
+    progress: Progress,
+    outcomes: list[CellOutcome],
+    finished: dict[str, Any],
+    run_kw: dict[str, Any],
+) -> None:
+    failed: dict[str, str] = {}
+    overall = progress.add_task("cells", total=len(cells))
+    current = progress.add_task("", total=1, visible=False)
+    for i, cell in enumerate(cells):
+        if cell.id in finished:
+            run = finished[cell.id]
+            outcomes.append(CellOutcome(cell, "SKIPPED", run.info.run_id, dict(run.data.metrics)))
+            progress.update(overall, completed=i + 1)
+            continue
+        if cell.depends_on:
+            _settle(outcomes, cell.depends_on)  # its checkpoint must be in the store first
+            source = next((o for o in outcomes if o.cell.name == cell.depends_on), None)
+            if source is not None and source.status == "FAILED":
+                failed[cell.depends_on] = source.reason
+        if cell.depends_on in failed:
+            reason = f"source cell {cell.depends_on!r} failed: {failed[cell.depends_on]}"
+            outcomes.append(CellOutcome(cell, "FAILED", None, reason=reason))
+            failed[cell.name] = reason
+            progress.update(overall, completed=i + 1)
+            continue
+        progress.update(overall, description=f"cells  [bold]{cell.name}[/]")
+        progress.update(current, visible=True, completed=0, description="  starting")
+        t0 = time.perf_counter()
+        reporter = ProgressReporter(progress, overall, current, done_before=i)
+        outcome = run_cell(cell, tracker, experiment_id, progress=reporter, background_finish=True, **run_kw)
+        outcomes.append(outcome)
+        if outcome.status == "FINISHED":
+            m = outcome.metrics
+            progress.console.print(
+                f"[green]✓[/] {cell.name}  test_acc {m['test_acc']:.4f}  "
+                f"best_val {m['best_val_acc']:.4f}  {time.perf_counter() - t0:.1f}s"
+            )
+        else:
+            failed[cell.name] = outcome.reason
+            progress.console.print(f"[red]✗[/] {cell.name}  {outcome.status}: {outcome.reason}")
+        progress.update(overall, completed=i + 1)
+    progress.update(current, visible=False)
+    progress.update(overall, description="cells")
