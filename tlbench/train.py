@@ -248,6 +248,7 @@ def fit(
     device: str | torch.device | None = None,
     cache_features: bool = True,
     compile: bool = False,
+    cudnn_benchmark: bool = True,
 ) -> Result:
     """Train ``cell`` on ``data``; evaluate the best-val checkpoint on test.
 
@@ -280,12 +281,14 @@ def fit(
     autocast = bool(on_cuda and cfg.amp)
     channels_last = bool(cfg.channels_last)
     if on_cuda:
-        torch.backends.cudnn.benchmark = True
+        torch.backends.cudnn.benchmark = cudnn_benchmark
         torch.cuda.reset_peak_memory_stats(dev)
     model.to(dev)
     if channels_last:
         model.to(memory_format=torch.channels_last)
     forward = torch.compile(model) if compile else model
+    # augmentation draws on the training device: no host round-trip per step on a GPU
+    aug_gen = gen if dev.type == "cpu" else torch.Generator(device=dev).manual_seed(cfg.seed)
 
     train_split, val_split, test_split = (_to_device(s, dev) for s in (data.train, data.val, data.test))
     n_train = len(train_split)
@@ -362,7 +365,7 @@ def fit(
                 if use_cache:
                     logits = head(features["train"][idx])
                 else:
-                    x = train_tf(train_split.images[idx], gen)
+                    x = train_tf(train_split.images[idx], aug_gen)
                     if channels_last:
                         x = x.contiguous(memory_format=torch.channels_last)
                     with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=autocast):

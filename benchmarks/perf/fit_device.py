@@ -34,6 +34,7 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=0.05)
     ap.add_argument("--amp", type=int, default=1)
     ap.add_argument("--channels-last", type=int, default=1)
+    ap.add_argument("--cudnn-benchmark", type=int, default=1)
     args = ap.parse_args()
 
     params = json.loads(args.params) if args.dataset == "synthetic" else {}
@@ -56,7 +57,7 @@ def main() -> None:
     cell = expand(parse_grid(raw, check_backbones=False))[0]
     data = load_dataset(args.dataset, params=params)
     t0 = time.perf_counter()
-    result = fit(cell, data, device=args.device)
+    result = fit(cell, data, device=args.device, cudnn_benchmark=bool(args.cudnn_benchmark))
     wall = time.perf_counter() - t0
     steady = [h["epoch_images_per_s"] for h in result.history[1:]] or [result.images_per_s]
     print(
@@ -72,6 +73,9 @@ def main() -> None:
                 "best_val_acc": round(result.best_val_acc, 4),
                 "steady_images_per_s": round(sum(steady) / len(steady), 1),
                 "wall_s": round(wall, 2),
+                "epoch_s": [round(h["epoch_time_s"], 2) for h in result.history],
+                "outside_epochs_s": round(wall - sum(h["epoch_time_s"] for h in result.history), 2),
+                "cudnn_benchmark": bool(args.cudnn_benchmark),
                 "peak_mem_mb": round(result.info.get("peak_mem_mb", 0.0), 1),
             }
         )

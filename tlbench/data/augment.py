@@ -1,9 +1,9 @@
 """Batched augmentation on the training device: uint8 batch in, normalized float batch out.
 
 Every preset ends in the same resize + normalize that evaluation uses (``none`` is exactly that).
-Random presets draw one set of parameters per sample from the passed ``torch.Generator`` (on the
-CPU, then moved), so a seed reproduces a batch on any device and each image gets its own draw,
-with no per-sample Python loop.
+Random presets draw one set of parameters per sample from the passed ``torch.Generator``, on the
+generator's own device: a CUDA generator keeps a GPU step free of host round-trips, a CPU one
+makes a batch reproducible anywhere. Each image gets its own draw, with no per-sample loop.
 """
 
 from __future__ import annotations
@@ -40,8 +40,21 @@ AUGMENTATIONS.register(
 )
 
 
+def _gen_device(gen: torch.Generator | None) -> torch.device:
+    return gen.device if gen is not None else torch.device("cpu")
+
+
+def _rand(gen: torch.Generator | None, n: int, device: torch.device) -> torch.Tensor:
+    """Uniform [0, 1) draws made on the generator's device, delivered to ``device``."""
+    return torch.rand(n, generator=gen, device=_gen_device(gen)).to(device, non_blocking=True)
+
+
+def _randint(gen: torch.Generator | None, high: int, n: int, device: torch.device) -> torch.Tensor:
+    return torch.randint(0, high, (n,), generator=gen, device=_gen_device(gen)).to(device, non_blocking=True)
+
+
 def _uniform(gen: torch.Generator | None, n: int, lo: float, hi: float, device: torch.device) -> torch.Tensor:
-    return (torch.rand(n, generator=gen) * (hi - lo) + lo).to(device)
+    return _rand(gen, n, device) * (hi - lo) + lo
 
 
 def random_crop_flip(
@@ -51,9 +64,9 @@ def random_crop_flip(
     b, c, h, w = x.shape
     ph, pw = max(1, round(h * pad_fraction)), max(1, round(w * pad_fraction))
     padded = F.pad(x, (pw, pw, ph, ph))
-    oy = torch.randint(0, 2 * ph + 1, (b,), generator=gen).to(x.device)
-    ox = torch.randint(0, 2 * pw + 1, (b,), generator=gen).to(x.device)
-    flip = (torch.rand(b, generator=gen) < 0.5).to(x.device)
+    oy = _randint(gen, 2 * ph + 1, b, x.device)
+    ox = _randint(gen, 2 * pw + 1, b, x.device)
+    flip = _rand(gen, b, x.device) < 0.5
     cols = torch.arange(w, device=x.device)
     cols = torch.where(flip[:, None], cols.flip(0), cols)[:, :] + ox[:, None]  # (B, W)
     rows = torch.arange(h, device=x.device)[None, :] + oy[:, None]  # (B, H)
