@@ -130,3 +130,16 @@ def test_select_and_dependencies():
     ]
     assert select(cells, None) == cells
     assert select(cells, [cells[0].id[:6]]) == [cells[0]]
+
+
+def test_reported_numbers_attach_by_glob_and_leave_ids_alone():
+    plain = {c.name: c.id for c in expand(parse_grid(GRID))}
+    grid = dict(GRID, reported={"digits/*/finetune/*": {"test_acc": 0.9, "source": "seed 000"}})
+    cells = expand(parse_grid(grid))
+    assert {c.name: c.id for c in cells} == plain
+    marked = [c for c in cells if c.reported]
+    assert {c.name for c in marked} == {
+        "digits/test_resnet/finetune/sgd/none",
+        "digits/test_resnet/finetune/adamw/none",
+    }
+    assert marked[0].reported == {"test_acc": 0.9, "source": "seed 000"}

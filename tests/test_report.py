@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -27,6 +26,8 @@ backbones: [{name: test_resnet, weights: none}]
 strategies: [linear_probe, scratch]
 optimizers: [sgd]
 augmentations: [none]
+reported:
+  "synthetic/*/scratch/*": {test_acc: 0.5, source: "a published table"}
 """
 
 
@@ -88,6 +89,17 @@ def test_values_match_the_runs_and_missing_cells_show(filled, tmp_path):
     assert eff.loc["scratch", "mean"] == pytest.approx(
         cells[cells["strategy"] == "scratch"]["test_acc"].mean()
     )
+
+
+def test_reported_numbers_sit_beside_tlbench(filled, tmp_path):
+    grid, store, _ = filled
+    rep, _ = _report(grid, store, tmp_path)
+    (row,) = rep.reported.to_dict("records")
+    assert row["cell"] == "synthetic/test_resnet/scratch/sgd/none" and row["source"] == "a published table"
+    got = rep.cells.set_index("cell").loc[row["cell"], "test_acc"]
+    assert row["reported"] == 0.5 and row["tlbench"] == got
+    assert row["difference"] == pytest.approx(got - 0.5)
+    assert "Reported elsewhere vs tlbench" in rp.to_markdown(rep)
 
 
 def test_pivot_by_any_axes(filled, tmp_path):

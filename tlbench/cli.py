@@ -259,6 +259,8 @@ def report(
     rep = rp.build(chosen, tracker, exp_id, grid=spec.name, rows=row_axes, cols=col_axes, out=out)
     files = rp.write(rep, out, fmts)
     rp.render_pivot(rep, console)
+    if not rep.reported.empty:
+        rp.render_frame(rep.reported, console, "reported elsewhere vs tlbench")
     rp.render_summary(rep.cells, console, title=f"grid {spec.name}: {len(rep.cells)} cells")
     if to_mlflow:
         run_id = rp.log_to_mlflow(tracker, exp_id, spec.name, files)

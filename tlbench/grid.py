@@ -53,6 +53,7 @@ class Cell:
     id: str = ""
     depends_on: str | None = None  # name of the cell whose checkpoint initialises this one
     depends_on_id: str | None = None
+    reported: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)  # not part of the id
 
     def axis_values(self) -> dict[str, str]:
         """Axis -> label, e.g. {'dataset': 'digits', 'backbone': 'test_resnet', ...}."""
@@ -232,6 +233,8 @@ def expand(spec: GridSpec, file: Path | str | None = None) -> list[Cell]:
             continue  # the same cell declared twice (e.g. in two blocks): keep one
         by_name[p["name"]] = p
 
+    for p in by_name.values():
+        p["reported"] = _reported_for(spec, p)
     ordered = _topological(list(by_name.values()), file)
     ids: dict[str, str] = {}
     cells = []
@@ -243,12 +246,23 @@ def expand(spec: GridSpec, file: Path | str | None = None) -> list[Cell]:
     return cells
 
 
+def _reported_for(spec: GridSpec, p: dict[str, Any]) -> dict[str, Any]:
+    """Reported numbers whose glob matches the cell's name: the grid's, then its block's."""
+    out: dict[str, Any] = {}
+    scopes = [spec.reported] + [b.reported for b in spec.blocks if b.name == p["block"]]
+    for reported in scopes:
+        for pattern, numbers in reported.items():
+            if fnmatch.fnmatchcase(p["name"], pattern):
+                out.update(numbers.model_dump(exclude_none=True))
+    return out
+
+
 def _content(p: dict[str, Any], ids: dict[str, str]) -> dict[str, Any]:
     w: WeightsSpec = p["weights"]
     weights: Any = str(w)
     if w.kind == "cell":
         weights = {"cell": ids.get(w.value, w.value)}
-    return {
+    return {  # what determines a cell's result; labels and reported numbers do not
         "dataset": {"name": p["dataset"].name, "params": p["dataset"].params},
         "backbone": {"name": p["backbone"].name, "weights": weights, "kwargs": p["backbone"].model_kwargs},
         "strategy": {"name": p["strategy"].name, "params": p["strategy"].params},

@@ -123,7 +123,34 @@ def collect(cells: list[Cell], tracker: Any, experiment_id: str) -> pd.DataFrame
     df = summary_frame((c, s, m, r) for c, s, m, r, _ in rows)
     df["run_id"] = [rid for *_, rid in rows]
     df["epochs"] = [c.train.epochs for c, *_ in rows]
+    for key in ("test_acc", "best_val_acc", "source"):
+        df[f"reported_{key}"] = [c.reported.get(key) for c, *_ in rows]
     return df
+
+
+def reported_vs_tlbench(df: pd.DataFrame) -> pd.DataFrame:
+    """For cells with a published number (e.g. the seed reports): reported, tlbench, difference."""
+    records = []
+    for _, row in df.iterrows():
+        for metric in ("test_acc", "best_val_acc"):
+            rep = row.get(f"reported_{metric}")
+            if rep is None or pd.isna(rep):
+                continue
+            got = row.get(metric)
+            records.append(
+                {
+                    "cell": row["cell"],
+                    "source": row.get("reported_source") or "",
+                    "metric": metric,
+                    "reported": rep,
+                    "tlbench": got,
+                    "difference": (got - rep) if got is not None and not pd.isna(got) else None,
+                    "status": row["status"],
+                }
+            )
+    return pd.DataFrame.from_records(
+        records, columns=["cell", "source", "metric", "reported", "tlbench", "difference", "status"]
+    )
 
 
 def epoch_history(tracker: Any, df: pd.DataFrame, metrics: list[str] = EPOCH_METRICS) -> pd.DataFrame:
@@ -331,6 +358,7 @@ class Report:
     effects: pd.DataFrame
     epochs: pd.DataFrame
     summary: pd.DataFrame
+    reported: pd.DataFrame
     rows: list[str]
     cols: list[str]
     plots: dict[str, Path] = field(default_factory=dict)
@@ -362,6 +390,7 @@ def build(
         effects,
         epoch_table(history),
         cell_summary(df),
+        reported_vs_tlbench(df),
         rows,
         cols,
     )
@@ -421,6 +450,8 @@ def to_markdown(rep: Report) -> str:
         "## Cells",
         _markdown_table(rep.summary, index=False),
     ]
+    if not rep.reported.empty:
+        parts[2:2] = ["## Reported elsewhere vs tlbench", _markdown_table(rep.reported, index=False)]
     for title, path in rep.plots.items():
         parts.append(f"![{title}]({path.name})")
     return "\n\n".join(parts) + "\n"
@@ -489,6 +520,8 @@ def to_html(rep: Report) -> str:
         "<h2>Plots</h2>",
         imgs or "<p>no plots</p>",
     ]
+    if not rep.reported.empty:
+        sections[1:1] = ["<h2>Reported elsewhere vs tlbench</h2>", _html_table(rep.reported, index=False)]
     return (
         f"<!doctype html><html><head><meta charset='utf-8'><title>tlbench report: {html.escape(rep.grid)}</title>"
         f"<style>{CSS}</style></head><body>{''.join(sections)}</body></html>"
@@ -513,6 +546,8 @@ def write(rep: Report, out: Path, formats: list[str]) -> list[Path]:
             "axis_effects.csv": rep.effects,
             "val_acc_per_epoch.csv": rep.epochs,
         }
+        if not rep.reported.empty:
+            tables["reported_vs_tlbench.csv"] = rep.reported
         for name, table in tables.items():
             path = out / name
             index = name.startswith(("pivot", "val_acc"))
@@ -555,4 +590,14 @@ def render_pivot(rep: Report, console: Console) -> None:
             text = _fmt(v)
             vals.append(f"[bold green]{text}[/]" if bool(best.iat[i, j]) else text)
         table.add_row(*map(str, keys), *vals)
+    console.print(table)
+
+
+def render_frame(df: pd.DataFrame, console: Console, title: str) -> None:
+    """Any small table in the terminal, formatted like the files."""
+    table = Table(title=title)
+    for c in df.columns:
+        table.add_column(str(c), justify="left" if df[c].dtype == object else "right")
+    for _, row in df.iterrows():
+        table.add_row(*(_fmt(v, c) for c, v in row.items()))
     console.print(table)

@@ -153,11 +153,22 @@ class Axes(_Strict):
         return rules
 
 
+class Reported(_Strict):
+    """A number published elsewhere for a cell (e.g. a seed report), shown beside tlbench's."""
+
+    test_acc: float | None = Field(None, ge=0, le=1)
+    best_val_acc: float | None = Field(None, ge=0, le=1)
+    source: str = ""
+
+
 class Block(Axes):
     """A sub-grid: inherits the grid's axes and settings, overrides some (e.g. a source task)."""
 
     name: str = Field(min_length=1)
     train: dict[str, Any] = Field(default_factory=dict)
+    reported: dict[str, Reported] = Field(
+        default_factory=dict, description="cell-name glob -> reported numbers"
+    )
 
 
 class GridSpec(Axes):
@@ -165,6 +176,9 @@ class GridSpec(Axes):
     description: str = ""
     train: dict[str, Any] = Field(default_factory=dict)
     blocks: tuple[Block, ...] = ()
+    reported: dict[str, Reported] = Field(
+        default_factory=dict, description="cell-name glob -> reported numbers"
+    )
 
 
 class WeightsSpec(_Strict):
@@ -269,6 +283,7 @@ def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
             "augmentations": AugmentationEntry,
             "blocks": Block,
             "head": HeadConfig,
+            "reported": Reported,
         }.get(str(part))
         model = target
     return model
