@@ -102,6 +102,30 @@ def test_reported_numbers_sit_beside_tlbench(filled, tmp_path):
     assert "Reported elsewhere vs tlbench" in rp.to_markdown(rep)
 
 
+def test_tuned_runs_sit_beside_untuned_and_stay_out_of_the_main_table(filled, tmp_path):
+    import dataclasses
+
+    from tlbench.executor.cell import run_cell
+
+    grid, store, _ = filled
+    spec = load_grid(grid)
+    cell = next(c for c in expand(spec) if c.name == "synthetic/test_resnet/scratch/sgd/none")
+    tracker = Tracker(store)
+    exp = tracker.experiment_id(spec.name)
+    tuned_cell = dataclasses.replace(cell, train=cell.train.model_copy(update={"lr": 0.2, "batch_size": 16}))
+    outcome = run_cell(tuned_cell, tracker, exp, variant="tuned")
+    assert outcome.status == "FINISHED"
+    rep, _ = _report(grid, store, tmp_path)
+    (row,) = rep.tuned.to_dict("records")
+    assert row["cell"] == cell.name and row["tuned_lr"] == "0.2" and row["untuned_lr"] == "0.05"
+    assert row["tuned_batch"] == "16" and row["tuned_test_acc"] == outcome.metrics["test_acc"]
+    # the plain cell's row still shows the untuned run; a tuned run never counts as "the" cell
+    plain = rep.cells.set_index("cell").loc[cell.name]
+    assert plain["run_id"] != outcome.run_id
+    assert tracker.finished_runs(exp)[cell.id].info.run_id == plain["run_id"]
+    assert "Tuned vs untuned" in rp.to_html(rep)
+
+
 def test_pivot_by_any_axes(filled, tmp_path):
     grid, store, _ = filled
     rep, _ = _report(grid, store, tmp_path, rows=("strategy",), cols=("dataset", "optimizer"))

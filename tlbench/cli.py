@@ -261,6 +261,8 @@ def report(
     rp.render_pivot(rep, console)
     if not rep.reported.empty:
         rp.render_frame(rep.reported, console, "reported elsewhere vs tlbench")
+    if not rep.tuned.empty:
+        rp.render_frame(rep.tuned, console, "tuned vs untuned")
     rp.render_summary(rep.cells, console, title=f"grid {spec.name}: {len(rep.cells)} cells")
     if to_mlflow:
         run_id = rp.log_to_mlflow(tracker, exp_id, spec.name, files)

@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from tlbench.grid import Cell
+from tlbench.tracking import VARIANT_TAG
 
 AXES = ["dataset", "backbone", "strategy", "optimizer", "augmentation"]
 SUMMARY_COLUMNS = ["cell", "status", "test_acc", "best_val_acc", "best_epoch", "train_time_s", "trainable"]
@@ -107,7 +108,7 @@ def render_summary(df: pd.DataFrame, console: Console, title: str = "results") -
 
 def collect(cells: list[Cell], tracker: Any, experiment_id: str) -> pd.DataFrame:
     """One row per cell of the grid with its newest FINISHED run, or the state it is in."""
-    runs = tracker.runs(experiment_id)  # newest first
+    runs = [r for r in tracker.runs(experiment_id) if not r.data.tags.get(VARIANT_TAG)]  # newest first
     by_cell: dict[str, list[Any]] = {}
     for r in runs:
         by_cell.setdefault(r.data.tags.get("tlbench.cell_id", ""), []).append(r)
@@ -126,6 +127,36 @@ def collect(cells: list[Cell], tracker: Any, experiment_id: str) -> pd.DataFrame
     for key in ("test_acc", "best_val_acc", "source"):
         df[f"reported_{key}"] = [c.reported.get(key) for c, *_ in rows]
     return df
+
+
+def tuned_vs_untuned(cells: list[Cell], tracker: Any, experiment_id: str, df: pd.DataFrame) -> pd.DataFrame:
+    """Cells that also have a FINISHED ``tuned`` run: both results and the settings each used."""
+    tuned = tracker.finished_runs(experiment_id, variant="tuned")
+    plain = df.set_index("id")
+    records = []
+    for cell in cells:
+        run = tuned.get(cell.id)
+        if run is None:
+            continue
+        base = plain.loc[cell.id]
+        base_params = tracker.client.get_run(base["run_id"]).data.params if base["run_id"] else {}
+        t_acc, u_acc = run.data.metrics.get("test_acc"), base["test_acc"]
+        records.append(
+            {
+                "cell": cell.name,
+                "untuned_test_acc": u_acc,
+                "tuned_test_acc": t_acc,
+                "gain": (t_acc - u_acc)
+                if t_acc is not None and u_acc is not None and not pd.isna(u_acc)
+                else None,
+                "untuned_lr": base_params.get("effective_lr"),
+                "tuned_lr": run.data.params.get("effective_lr"),
+                "untuned_batch": base_params.get("batch_size"),
+                "tuned_batch": run.data.params.get("batch_size"),
+                "hp_source": run.data.params.get("hp_source", run.data.tags.get(VARIANT_TAG, "")),
+            }
+        )
+    return pd.DataFrame.from_records(records)
 
 
 def reported_vs_tlbench(df: pd.DataFrame) -> pd.DataFrame:
@@ -359,6 +390,7 @@ class Report:
     epochs: pd.DataFrame
     summary: pd.DataFrame
     reported: pd.DataFrame
+    tuned: pd.DataFrame
     rows: list[str]
     cols: list[str]
     plots: dict[str, Path] = field(default_factory=dict)
@@ -391,6 +423,7 @@ def build(
         epoch_table(history),
         cell_summary(df),
         reported_vs_tlbench(df),
+        tuned_vs_untuned(cells, tracker, experiment_id, df),
         rows,
         cols,
     )
@@ -450,6 +483,8 @@ def to_markdown(rep: Report) -> str:
         "## Cells",
         _markdown_table(rep.summary, index=False),
     ]
+    if not rep.tuned.empty:
+        parts[2:2] = ["## Tuned vs untuned", _markdown_table(rep.tuned, index=False)]
     if not rep.reported.empty:
         parts[2:2] = ["## Reported elsewhere vs tlbench", _markdown_table(rep.reported, index=False)]
     for title, path in rep.plots.items():
@@ -520,6 +555,8 @@ def to_html(rep: Report) -> str:
         "<h2>Plots</h2>",
         imgs or "<p>no plots</p>",
     ]
+    if not rep.tuned.empty:
+        sections[1:1] = ["<h2>Tuned vs untuned</h2>", _html_table(rep.tuned, index=False)]
     if not rep.reported.empty:
         sections[1:1] = ["<h2>Reported elsewhere vs tlbench</h2>", _html_table(rep.reported, index=False)]
     return (
@@ -548,6 +585,8 @@ def write(rep: Report, out: Path, formats: list[str]) -> list[Path]:
         }
         if not rep.reported.empty:
             tables["reported_vs_tlbench.csv"] = rep.reported
+        if not rep.tuned.empty:
+            tables["tuned_vs_untuned.csv"] = rep.tuned
         for name, table in tables.items():
             path = out / name
             index = name.startswith(("pivot", "val_acc"))

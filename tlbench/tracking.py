@@ -27,6 +27,7 @@ DEFAULT_STORE_DIR = Path("mlruns")
 CELL_ID_TAG = "tlbench.cell_id"
 GRID_TAG = "tlbench.grid"
 REASON_TAG = "tlbench.failure_reason"
+VARIANT_TAG = "tlbench.variant"  # e.g. "tuned": a cell trained with other hyper-parameters, kept apart
 CHECKPOINT_ARTIFACT = "checkpoint/best.safetensors"
 
 
@@ -116,14 +117,17 @@ class Tracker:
             if not token:
                 return out
 
-    def finished_runs(self, experiment_id: str) -> dict[str, Any]:
-        """cell id -> its newest FINISHED run."""
+    def finished_runs(self, experiment_id: str, variant: str | None = None) -> dict[str, Any]:
+        """cell id -> its newest FINISHED run (of the plain cell, or of one ``variant`` of it)."""
         done: dict[str, Any] = {}
         for run in self.runs(experiment_id, "FINISHED"):
-            done.setdefault(run.data.tags[CELL_ID_TAG], run)
+            if run.data.tags.get(VARIANT_TAG) == variant:
+                done.setdefault(run.data.tags[CELL_ID_TAG], run)
         return done
 
-    def start_cell(self, experiment_id: str, cell: Cell, grid_file: str | None = None) -> CellRun:
+    def start_cell(
+        self, experiment_id: str, cell: Cell, grid_file: str | None = None, variant: str | None = None
+    ) -> CellRun:
         tags = {
             CELL_ID_TAG: cell.id,
             GRID_TAG: cell.grid,
@@ -135,7 +139,10 @@ class Tracker:
             tags["mlflow.source.git.commit"] = commit
         if grid_file:
             tags["tlbench.grid_file"] = grid_file
-        run = self.client.create_run(experiment_id, run_name=cell.name, tags=tags)
+        if variant:
+            tags[VARIANT_TAG] = variant
+        run_name = cell.name if not variant else f"{cell.name} [{variant}]"
+        run = self.client.create_run(experiment_id, run_name=run_name, tags=tags)
         cell_run = CellRun(self, run.info.run_id, cell)
         cell_run.log_params(cell.flat_params())
         return cell_run

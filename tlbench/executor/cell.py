@@ -64,12 +64,13 @@ def run_cell(
     grid_file: str | None = None,
     fit_options: dict[str, Any] | None = None,
     background_finish: bool = False,
+    variant: str | None = None,
 ) -> CellOutcome:
     """Train one cell into its own MLflow run; ``fit_options`` go to ``train.fit`` (compile, ...)."""
     from tlbench.strategies import STRATEGIES
     from tlbench.train import MultiReporter, NonFiniteLossError, fit
 
-    run = tracker.start_cell(experiment_id, cell, grid_file=grid_file)
+    run = tracker.start_cell(experiment_id, cell, grid_file=grid_file, variant=variant)
     try:
         with tempfile.TemporaryDirectory(prefix="tlbench-src-") as tmp:
             weights_file = None
