@@ -349,3 +349,112 @@ DATASETS.register(
         fingerprint=_fashion_fingerprint,
     ),
 )
+
+
+# ---------------------------------------------------------------------------------------------
+# CIFAR
+
+
+def _cifar(kind: str, labels: str) -> Callable[..., RawSplits]:
+    def loader(data_dir: Path, download: bool) -> RawSplits:
+        from tlbench.data import cifar
+
+        train, test, classes, source = cifar.load(data_dir, download, kind, labels)
+        return RawSplits(train=train, test=test, classes=classes, source=source)
+
+    return loader
+
+
+def _cifar_fingerprint(kind: str) -> Callable[..., str | None]:
+    def fp(data_dir: Path) -> str | None:
+        from tlbench.data import cifar
+
+        return cifar.fingerprint(data_dir, kind)
+
+    return fp
+
+
+for _name, _kind, _labels, _desc in (
+    ("cifar10", "cifar10", "fine", "CIFAR-10, 50k/10k 32x32, 10 classes; val carved from train"),
+    ("cifar100", "cifar100", "fine", "CIFAR-100, 50k/10k 32x32, 100 fine classes; val carved from train"),
+    ("cifar100_coarse", "cifar100", "coarse", "CIFAR-100 with its 20 coarse superclasses (seed 003)"),
+):
+    DATASETS.register(
+        _name, DatasetInfo(_cifar(_kind, _labels), {}, _desc, fingerprint=_cifar_fingerprint(_kind))
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# image folders
+
+
+def _imagefolder(
+    data_dir: Path, download: bool, *, path: str | None, image_size: int, test_ratio: float
+) -> RawSplits:
+    from tlbench.data.folders import load_tree
+
+    if not path:
+        raise ValueError("imagefolder needs params: {path: /folder/with/train/val/test or CLASS subfolders}")
+    root = Path(path).expanduser()
+    tree = load_tree(root, image_size, test_ratio)
+    a = tree["arrays"]
+    return RawSplits(
+        train=a["train"],
+        val=a.get("val"),
+        test=a["test"],
+        classes=tree["classes"],
+        source=str(root),
+        notes=tree["notes"],
+    )
+
+
+def _imagefolder_fingerprint(
+    data_dir: Path, *, path: str | None, image_size: int, test_ratio: float
+) -> str | None:
+    from tlbench.data.folders import fingerprint
+
+    return fingerprint(Path(path).expanduser()) if path else None
+
+
+DATASETS.register(
+    "imagefolder",
+    DatasetInfo(
+        _imagefolder,
+        {"path": None, "image_size": 64, "test_ratio": 0.1},
+        "any ImageFolder tree (train/val/test subfolders, or CLASS folders split by ratio), stored at image_size",
+        fingerprint=_imagefolder_fingerprint,
+    ),
+)
+
+
+def _hymenoptera(data_dir: Path, download: bool, *, image_size: int) -> RawSplits:
+    from tlbench.data.folders import hymenoptera_root, load_tree
+
+    root = hymenoptera_root(data_dir, download)
+    tree = load_tree(root, image_size, 0.1)
+    a = tree["arrays"]
+    return RawSplits(
+        train=a["train"],
+        val=a["val"],
+        test=a["val"],
+        classes=tree["classes"],
+        source=str(root),
+        notes={"test": "the tutorial has no test split: test = val (153 images)"},
+    )
+
+
+def _hymenoptera_fingerprint(data_dir: Path, *, image_size: int) -> str | None:
+    from tlbench.data.folders import fingerprint
+
+    return fingerprint(data_dir / "hymenoptera_data")
+
+
+DATASETS.register(
+    "hymenoptera",
+    DatasetInfo(
+        _hymenoptera,
+        {"image_size": 256},
+        "ants vs bees from the PyTorch transfer-learning tutorial (244 train / 153 val; test = val), seed 000",
+        fingerprint=_hymenoptera_fingerprint,
+    ),
+)

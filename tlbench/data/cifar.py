@@ -1,0 +1,124 @@
+"""CIFAR-10 / CIFAR-100 (fine and the 20 coarse superclasses) from the official python format.
+
+The python format is pickle. We read it with a restricted unpickler that can build only dicts,
+lists, strings, bytes, numbers and numpy arrays: a tampered file cannot run code. Files are found
+under the data dir in torchvision's layout and downloaded (checksummed) by torchvision otherwise.
+"""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tlbench.data.base import DatasetNotFoundError
+
+CIFAR = {
+    "cifar10": {
+        "folder": "cifar-10-batches-py",
+        "train": [f"data_batch_{i}" for i in range(1, 6)],
+        "test": ["test_batch"],
+        "meta": "batches.meta",
+    },
+    "cifar100": {"folder": "cifar-100-python", "train": ["train"], "test": ["test"], "meta": "meta"},
+}
+
+_ALLOWED = {
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("numpy.core.multiarray", "scalar"),
+    ("numpy._core.multiarray", "scalar"),
+    ("_codecs", "encode"),
+}
+
+
+class _SafeUnpickler(pickle.Unpickler):
+    """Builds plain data and numpy arrays only; any other global is refused."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in _ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a CIFAR file")
+
+
+def safe_load(path: Path) -> dict[str, Any]:
+    with open(path, "rb") as f:
+        obj = _SafeUnpickler(f, encoding="latin1").load()
+    if not isinstance(obj, dict):
+        raise ValueError(f"{path}: expected a dict, got {type(obj).__name__}")
+    return {k.decode() if isinstance(k, bytes) else k: v for k, v in obj.items()}
+
+
+def candidates(root: Path, kind: str) -> list[Path]:
+    folder = CIFAR[kind]["folder"]
+    return [root / folder, root / kind / folder]
+
+
+def find(root: Path, kind: str) -> Path | None:
+    spec = CIFAR[kind]
+    for folder in candidates(root, kind):
+        if all((folder / n).exists() for n in [*spec["train"], *spec["test"], spec["meta"]]):
+            return folder
+    return None
+
+
+def fingerprint(root: Path, kind: str) -> str | None:
+    from tlbench.data.cache import file_fingerprint
+
+    folder = find(root, kind)
+    if folder is None:
+        return None
+    spec = CIFAR[kind]
+    return file_fingerprint([folder / n for n in [*spec["train"], *spec["test"], spec["meta"]]])
+
+
+def locate(root: Path, kind: str, download: bool) -> Path:
+    """The extracted CIFAR folder, downloading it (torchvision, md5-checked) if allowed."""
+    folder = find(root, kind)
+    if folder is not None:
+        return folder
+    error = "download disabled"
+    if download:
+        try:
+            from torchvision.datasets import CIFAR10, CIFAR100
+
+            (CIFAR10 if kind == "cifar10" else CIFAR100)(root=str(root), train=True, download=True)
+            folder = find(root, kind)
+            if folder is not None:
+                return folder
+            error = "download finished but the files are not where expected"
+        except Exception as err:  # offline, mirror down, checksum mismatch
+            error = f"download failed: {type(err).__name__}: {err}"
+    looked = "\n  ".join(str(c) for c in candidates(root, kind))
+    raise DatasetNotFoundError(
+        f"{kind}: the python-format files are not in any of:\n  {looked}\n({error}). Run `tlbench prefetch` "
+        f'or `python -c "import torchvision; torchvision.datasets.{"CIFAR10" if kind == "cifar10" else "CIFAR100"}'
+        f"('{root}', download=True)\"` on a machine with internet, then copy {CIFAR[kind]['folder']}/ into {root}."
+    )
+
+
+def _images(batch: dict[str, Any]) -> np.ndarray:
+    data = np.asarray(batch["data"], dtype=np.uint8)
+    return data.reshape(-1, 3, 32, 32)
+
+
+def load(root: Path, download: bool, kind: str, labels: str = "fine") -> tuple[tuple, tuple, list[str], str]:
+    """(train (x, y), test (x, y), class names, source) for cifar10 or cifar100 (fine|coarse labels)."""
+    folder = locate(root, kind, download)
+    spec = CIFAR[kind]
+    meta = safe_load(folder / spec["meta"])
+    key = "labels" if kind == "cifar10" else f"{labels}_labels"
+    names_key = "label_names" if kind == "cifar10" else f"{labels}_label_names"
+
+    def read(files: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        batches = [safe_load(folder / f) for f in files]
+        x = np.concatenate([_images(b) for b in batches])
+        y = np.concatenate([np.asarray(b[key], dtype=np.int64) for b in batches])
+        return x, y
+
+    classes = [n.decode() if isinstance(n, bytes) else str(n) for n in meta[names_key]]
+    return read(spec["train"]), read(spec["test"]), classes, str(folder)

@@ -1,0 +1,133 @@
+"""Image folders: any ImageFolder tree, and the PyTorch tutorial's hymenoptera (ants / bees).
+
+Images are decoded once with PIL to a fixed stored size (shorter side resized, centre crop),
+as uint8, so the set then lives in the tensor cache and trains like CIFAR. Layouts:
+``root/{train,val,test}/CLASS/*.jpg`` (any of val/test may be missing: carved from train), or
+``root/CLASS/*.jpg`` (``test_ratio`` carved with a fixed seed; val carved from train as usual).
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from tlbench.data.base import DatasetNotFoundError
+from tlbench.data.splits import stratified_split
+
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+HYMENOPTERA_URL = "https://download.pytorch.org/tutorial/hymenoptera_data.zip"
+SPLIT_SEED = 0  # fixed: a folder's carved test split never depends on the grid's seed
+
+
+def _files(folder: Path) -> list[tuple[Path, str]]:
+    """(image path, class name) for every image under folder/CLASS/, sorted for stability."""
+    out = []
+    for cls in sorted(p for p in folder.iterdir() if p.is_dir()):
+        for f in sorted(cls.rglob("*")):
+            if f.suffix.lower() in IMAGE_EXTENSIONS and f.is_file():
+                out.append((f, cls.name))
+    return out
+
+
+def _decode(path: Path, size: int) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        im = im.convert("RGB")
+        w, h = im.size
+        scale = size / min(w, h)
+        im = im.resize((max(size, round(w * scale)), max(size, round(h * scale))), Image.BILINEAR)
+        w, h = im.size
+        left, top = (w - size) // 2, (h - size) // 2
+        im = im.crop((left, top, left + size, top + size))
+        return np.asarray(im, dtype=np.uint8).transpose(2, 0, 1)
+
+
+def _decode_all(
+    items: list[tuple[Path, str]], classes: list[str], size: int
+) -> tuple[np.ndarray, np.ndarray]:
+    index = {c: i for i, c in enumerate(classes)}
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:  # PIL releases the GIL
+        images = list(pool.map(lambda it: _decode(it[0], size), items))
+    x = np.stack(images) if images else np.zeros((0, 3, size, size), dtype=np.uint8)
+    return x, np.array([index[c] for _, c in items], dtype=np.int64)
+
+
+def fingerprint(root: Path) -> str | None:
+    """Count, total size and newest mtime of the image files: cheap, and changes with the set."""
+    if not root.is_dir():
+        return None
+    n = size = newest = 0
+    for dirpath, _, names in os.walk(root):
+        for name in names:
+            if Path(name).suffix.lower() in IMAGE_EXTENSIONS:
+                st = os.stat(os.path.join(dirpath, name))
+                n, size, newest = n + 1, size + st.st_size, max(newest, st.st_mtime_ns)
+    return f"{root.resolve()}:{n}:{size}:{newest}" if n else None
+
+
+def load_tree(root: Path, image_size: int, test_ratio: float) -> dict:
+    """Train / val / test arrays of an image tree (split folders, or one folder split by ratio)."""
+    if not root.is_dir():
+        raise DatasetNotFoundError(
+            f"imagefolder: {root} is not a folder (give params: {{path: /data/my_images}})"
+        )
+    splits = {s: root / s for s in ("train", "val", "test") if (root / s).is_dir()}
+    notes: dict[str, str] = {}
+    if "train" in splits:
+        items = {s: _files(p) for s, p in splits.items()}
+        classes = sorted({c for lst in items.values() for _, c in lst})
+        arrays = {s: _decode_all(lst, classes, image_size) for s, lst in items.items()}
+        if "test" not in arrays:
+            if "val" in arrays:
+                arrays["test"] = arrays["val"]
+                notes["test"] = "no test/ folder: test = val"
+            else:
+                x, y = arrays["train"]
+                keep, take = stratified_split(y, test_ratio, SPLIT_SEED)
+                arrays["train"], arrays["test"] = (x[keep], y[keep]), (x[take], y[take])
+                notes["test"] = f"carved {test_ratio:.0%} of train (stratified, seed {SPLIT_SEED})"
+    else:
+        items_all = _files(root)
+        classes = sorted({c for _, c in items_all})
+        x, y = _decode_all(items_all, classes, image_size)
+        keep, take = stratified_split(y, test_ratio, SPLIT_SEED)
+        arrays = {"train": (x[keep], y[keep]), "test": (x[take], y[take])}
+        notes["test"] = f"one folder: {test_ratio:.0%} test carved (stratified, seed {SPLIT_SEED})"
+    if not classes or len(arrays["train"][1]) == 0:
+        raise DatasetNotFoundError(f"imagefolder: no images under {root} (expected CLASS/ folders of images)")
+    return {"arrays": arrays, "classes": classes, "notes": notes}
+
+
+def hymenoptera_root(data_dir: Path, download: bool) -> Path:
+    """``hymenoptera_data/`` under the data dir: extracted from the zip, downloaded if allowed."""
+    folder = data_dir / "hymenoptera_data"
+    if (folder / "train").is_dir() and (folder / "val").is_dir():
+        return folder
+    archive = data_dir / "hymenoptera_data.zip"
+    error = "download disabled"
+    if not archive.exists() and download:
+        try:
+            from torchvision.datasets.utils import download_url
+
+            download_url(HYMENOPTERA_URL, str(data_dir), filename=archive.name)
+        except Exception as err:
+            error = f"download failed: {type(err).__name__}: {err}"
+    if archive.exists():
+        tmp = data_dir / ".hymenoptera_data.partial"
+        with zipfile.ZipFile(archive) as z:
+            z.extractall(tmp)
+        extracted = tmp / "hymenoptera_data"
+        if not extracted.is_dir():
+            raise DatasetNotFoundError(f"{archive} does not contain hymenoptera_data/")
+        extracted.rename(folder)  # atomic: a crash mid-extract leaves only the .partial folder
+        tmp.rmdir() if not any(tmp.iterdir()) else None
+        return folder
+    raise DatasetNotFoundError(
+        f"hymenoptera: neither {folder}/ nor {archive} exists ({error}). Download {HYMENOPTERA_URL} "
+        f"into {data_dir} (or run `tlbench prefetch` with internet)."
+    )
