@@ -234,3 +234,44 @@ def test_ui_serves_the_store_on_loopback(tmp_path, store):
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)
+
+
+def test_weights_from_an_earlier_run(write_grid, store, tmp_path):
+    from safetensors.torch import load_file
+
+    src = write_grid(
+        """
+name: src
+train: {epochs: 1, batch_size: 32, image_size: 16, lr: 0.05}
+datasets: [{name: synthetic, params: {classes: 3, train_per_class: 10, val_per_class: 4, test_per_class: 4, image_size: 16}}]
+backbones: [{name: test_resnet, weights: none}]
+strategies: [scratch]
+optimizers: [sgd]
+augmentations: [none]
+""",
+        name="src.yaml",
+    )
+    assert _invoke("run", "--grid", str(src), "--tracking-uri", store).exit_code == 0
+    client, (source,) = _runs(store, "src")
+    target = f"""
+name: tgt
+train: {{epochs: 1, batch_size: 32, image_size: 16, lr: 0.05, subset: 0.1}}
+datasets: [digits]
+backbones:
+  - {{name: test_resnet, weights: "run:{source.info.run_id}"}}
+  - {{name: test_resnet, label: ghost, weights: "run:0123456789abcdef"}}
+strategies: [linear_probe]
+optimizers: [sgd]
+augmentations: [none]
+"""
+    result = _invoke("run", "--grid", str(write_grid(target, name="tgt.yaml")), "--tracking-uri", store)
+    assert result.exit_code == 1  # the ghost cell fails, the other finishes
+    _, runs = _runs(store, "tgt")
+    by_name = {r.info.run_name: r for r in runs}
+    good = by_name["digits/test_resnet/linear_probe/sgd/none"]
+    assert good.info.status == "FINISHED" and good.data.tags["tlbench.source_run_id"] == source.info.run_id
+    a = load_file(client.download_artifacts(source.info.run_id, "checkpoint/best.safetensors", str(tmp_path / "a")))
+    b = load_file(client.download_artifacts(good.info.run_id, "checkpoint/best.safetensors", str(tmp_path / "b")))
+    assert all(a[k].equal(b[k]) for k in a if not k.startswith("fc."))  # a probe keeps the backbone as loaded
+    ghost = by_name["digits/ghost/linear_probe/sgd/none"]
+    assert ghost.info.status == "FAILED" and "no such run" in ghost.data.tags["tlbench.failure_reason"]

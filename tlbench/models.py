@@ -153,7 +153,7 @@ def build_model(
             ) from None
     else:
         model = timm.create_model(backbone, pretrained=False, num_classes=num_classes, **kwargs)
-        if weights.kind in ("file", "cell"):
+        if weights.kind in ("file", "cell", "run"):
             path = weights_file or Path(weights.value).expanduser()
             load_backbone_weights(model, Path(path))
     _set_head(model, head or HeadConfig(), num_classes)

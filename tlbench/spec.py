@@ -116,7 +116,7 @@ class DatasetEntry(_Entry):
 
 
 class BackboneEntry(_Entry):
-    weights: str = Field("hub", description="hub | hub:TAG | file:PATH | cell:CELL_NAME | none")
+    weights: str = Field("hub", description="hub | hub:TAG | file:PATH | cell:CELL_NAME | run:RUN_ID | none")
     model_kwargs: dict[str, Any] = Field(default_factory=dict, description="passed to timm.create_model")
 
 
@@ -184,8 +184,8 @@ class GridSpec(Axes):
 class WeightsSpec(_Strict):
     """Where a backbone's initial weights come from."""
 
-    kind: Literal["hub", "file", "cell", "none"]
-    value: str = ""  # hub tag, file path or cell name
+    kind: Literal["hub", "file", "cell", "run", "none"]
+    value: str = ""  # hub tag, file path, cell name or MLflow run id
 
     @classmethod
     def parse(cls, text: str) -> WeightsSpec:
@@ -194,7 +194,7 @@ class WeightsSpec(_Strict):
             return cls(kind="none")
         if text == "hub":
             return cls(kind="hub")
-        for kind in ("hub", "file", "cell"):
+        for kind in ("hub", "file", "cell", "run"):
             if text.startswith(kind + ":"):
                 value = text[len(kind) + 1 :].strip()
                 if not value:
@@ -202,7 +202,9 @@ class WeightsSpec(_Strict):
                 return cls(kind=kind, value=value)  # type: ignore[arg-type]
         if text.endswith((".safetensors", ".pth", ".pt", ".bin")):
             return cls(kind="file", value=text)
-        raise ValueError(f"cannot read weights {text!r}; use hub, hub:TAG, file:PATH, cell:CELL_NAME or none")
+        raise ValueError(
+            f"cannot read weights {text!r}; use hub, hub:TAG, file:PATH, cell:CELL_NAME, run:MLFLOW_RUN_ID or none"
+        )
 
     def __str__(self) -> str:
         return self.kind if not self.value else f"{self.kind}:{self.value}"

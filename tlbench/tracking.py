@@ -147,6 +147,23 @@ class Tracker:
         cell_run.log_params(cell.flat_params())
         return cell_run
 
+    def run_checkpoint(self, run_id: str, dst_dir: Path) -> Path:
+        """The best checkpoint of any earlier FINISHED tlbench run (``weights: run:ID``), checked first."""
+        from mlflow.exceptions import MlflowException
+
+        from tlbench.models import WeightsError
+
+        try:
+            run = self.client.get_run(run_id)
+        except MlflowException:
+            raise WeightsError(f"run:{run_id}: no such run in {self.uri} (use --tracking-uri for another store)") from None
+        if run.info.status != "FINISHED":
+            raise WeightsError(f"run:{run_id} ({run.info.run_name}) is {run.info.status}, not FINISHED")
+        try:
+            return self.download_checkpoint(run_id, dst_dir)
+        except (MlflowException, OSError):
+            raise WeightsError(f"run:{run_id} ({run.info.run_name}) has no {CHECKPOINT_ARTIFACT}") from None
+
     def download_checkpoint(self, run_id: str, dst_dir: Path) -> Path:
         """The best checkpoint of a finished run, as a local file (downloaded if the store is remote)."""
         dst_dir.mkdir(parents=True, exist_ok=True)

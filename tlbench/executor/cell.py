@@ -83,6 +83,9 @@ def run_cell(
                     )
                 weights_file = tracker.download_checkpoint(source.info.run_id, Path(tmp))
                 run.client.set_tag(run.run_id, "tlbench.source_run_id", source.info.run_id)
+            if cell.weights.kind == "run" and STRATEGIES.get(cell.strategy.name).pretrained:
+                weights_file = tracker.run_checkpoint(cell.weights.value, Path(tmp))
+                run.client.set_tag(run.run_id, "tlbench.source_run_id", cell.weights.value)
             data = load_cell_data(cell, data_dir)
             result = fit(
                 cell, data, weights_file=weights_file, reporter=MultiReporter(run, progress), device=device
