@@ -270,8 +270,12 @@ augmentations: [none]
     by_name = {r.info.run_name: r for r in runs}
     good = by_name["digits/test_resnet/linear_probe/sgd/none"]
     assert good.info.status == "FINISHED" and good.data.tags["tlbench.source_run_id"] == source.info.run_id
-    a = load_file(client.download_artifacts(source.info.run_id, "checkpoint/best.safetensors", str(tmp_path / "a")))
-    b = load_file(client.download_artifacts(good.info.run_id, "checkpoint/best.safetensors", str(tmp_path / "b")))
+    a = load_file(
+        client.download_artifacts(source.info.run_id, "checkpoint/best.safetensors", str(tmp_path / "a"))
+    )
+    b = load_file(
+        client.download_artifacts(good.info.run_id, "checkpoint/best.safetensors", str(tmp_path / "b"))
+    )
     assert all(a[k].equal(b[k]) for k in a if not k.startswith("fc."))  # a probe keeps the backbone as loaded
     ghost = by_name["digits/ghost/linear_probe/sgd/none"]
     assert ghost.info.status == "FAILED" and "no such run" in ghost.data.tags["tlbench.failure_reason"]

@@ -129,9 +129,11 @@ def ls_cmd(grid: str, select: tuple[str, ...]) -> None:
 @_clean_errors
 def validate(grid: str, select: tuple[str, ...], data_dir: str | None, build: bool) -> None:
     """Check that every entry of a grid resolves, without training."""
+    from tlbench.prefetch import status
     from tlbench.validate import validate_cells
 
     spec, cells, chosen = _load(grid, select)
+    _print_inputs(status(chosen, data_dir), f"grid {spec.name}: inputs (local, or to be downloaded)")
     problems = validate_cells(chosen, data_dir=data_dir, build=build, console=console)
     if problems:
         for p in problems:
@@ -147,6 +149,39 @@ def _sigterm_as_interrupt() -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, handler)
+
+
+@main.command()
+@grid_option
+@select_option
+@data_dir_option
+@_clean_errors
+def prefetch(grid: str, select: tuple[str, ...], data_dir: str | None) -> None:
+    """Download every dataset and pretrained weight a grid needs (run it where there is internet)."""
+    from tlbench.prefetch import fetch
+
+    spec, _, chosen = _load(grid, select)
+    results = fetch(chosen, data_dir)
+    _print_inputs(results, f"grid {spec.name}: inputs")
+    failed = [r for r in results if not r.ok]
+    if failed:
+        _fail(f"{len(failed)} input(s) could not be fetched (see above)", code=1)
+
+
+def _print_inputs(items: list[Any], title: str) -> None:
+    table = Table(title=title)
+    for col in ("kind", "name", "state", "where"):
+        table.add_column(col)
+    colours = {
+        "local": "green",
+        "fetched": "green",
+        "generated": "cyan",
+        "bundled": "cyan",
+        "download": "yellow",
+    }
+    for it in items:
+        table.add_row(it.kind, it.name, f"[{colours.get(it.state, 'red')}]{it.state}[/]", it.where)
+    console.print(table)
 
 
 @main.command()

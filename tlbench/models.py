@@ -124,6 +124,26 @@ def save_weights_dict(state: dict[str, torch.Tensor], path: Path) -> None:
     os.replace(tmp, path)
 
 
+def _fail_fast_if_unreachable(name: str) -> None:
+    """Seconds, not a minute of retries: weights neither cached nor reachable fail at once."""
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        return  # the hub library itself fails fast (or reads the cache)
+    from tlbench.prefetch import hub_repo
+
+    repo, cached = hub_repo(name)
+    if cached or not repo:
+        return
+    import socket
+
+    try:
+        socket.create_connection(("huggingface.co", 443), timeout=3).close()
+    except OSError as err:
+        raise WeightsError(
+            f"pretrained weights {name!r} are not in the Hugging Face cache and the hub is unreachable ({err}). "
+            f"Run `tlbench prefetch --grid ...` on a machine with internet (same HF_HOME), or use weights: file:PATH."
+        ) from None
+
+
 def build_model(
     backbone: str,
     *,
@@ -143,13 +163,14 @@ def build_model(
     kwargs = dict(model_kwargs or {})
     if weights.kind == "hub":
         name = backbone if (not weights.value or "." in backbone) else f"{backbone}.{weights.value}"
+        _fail_fast_if_unreachable(name)
         try:
             model = timm.create_model(name, pretrained=True, num_classes=num_classes, **kwargs)
         except Exception as err:
             raise WeightsError(
                 f"could not get pretrained weights for {name!r} from the Hugging Face hub ({type(err).__name__}: "
-                f"{err}). Without internet, download them elsewhere or point the backbone at a file: "
-                f"weights: file:/path/to/{backbone}.safetensors"
+                f"{err}). Without internet, run `tlbench prefetch --grid ...` where there is, then use "
+                f"HF_HUB_OFFLINE=1, or point the backbone at a file: weights: file:/path/to/{backbone}.safetensors"
             ) from None
     else:
         model = timm.create_model(backbone, pretrained=False, num_classes=num_classes, **kwargs)

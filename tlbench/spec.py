@@ -429,11 +429,15 @@ def _check_entry(axis: str, entry: _Entry, check_backbones: bool) -> None:
                 )
     elif axis == "backbones":
         assert isinstance(entry, BackboneEntry)
-        WeightsSpec.parse(entry.weights)
+        weights = WeightsSpec.parse(entry.weights)
         if check_backbones:
             from tlbench.models import check_backbone_name
 
             check_backbone_name(entry.name)
+            if weights.kind == "hub" and weights.value:
+                from tlbench.prefetch import check_hub_tag
+
+                check_hub_tag(f"{entry.name.split('.')[0]}.{weights.value}")
     elif axis == "strategies":
         from tlbench.strategies import STRATEGIES
 

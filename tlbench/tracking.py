@@ -156,7 +156,9 @@ class Tracker:
         try:
             run = self.client.get_run(run_id)
         except MlflowException:
-            raise WeightsError(f"run:{run_id}: no such run in {self.uri} (use --tracking-uri for another store)") from None
+            raise WeightsError(
+                f"run:{run_id}: no such run in {self.uri} (use --tracking-uri for another store)"
+            ) from None
         if run.info.status != "FINISHED":
             raise WeightsError(f"run:{run_id} ({run.info.run_name}) is {run.info.status}, not FINISHED")
         try:

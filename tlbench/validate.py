@@ -38,12 +38,18 @@ def validate_cells(
         seen_data.add(key)
         try:
             ds = load_dataset(c.dataset.name, params=c.dataset.params, data_dir=data_dir, download=False)
-            classes[c.dataset.name] = ds.num_classes
-            say(f"[green]✓[/] dataset {c.labels['dataset']}: {ds.sizes()} from {ds.source}", highlight=False)
-        except DatasetNotFoundError as err:
-            problems.append(f"dataset {c.labels['dataset']}: {err}")
+        except DatasetNotFoundError:
+            # not a problem of the grid: the run (or `tlbench prefetch`) downloads it
+            say(
+                f"[yellow]·[/] dataset {c.labels['dataset']} is not here yet: `tlbench prefetch` gets it",
+                highlight=False,
+            )
+            continue
         except Exception as err:
             problems.append(f"dataset {c.labels['dataset']}: {type(err).__name__}: {err}")
+            continue
+        classes[c.dataset.name] = ds.num_classes
+        say(f"[green]✓[/] dataset {c.labels['dataset']}: {ds.sizes()} from {ds.source}", highlight=False)
 
     seen_weights: set[str] = set()
     for c in cells:
