@@ -14,6 +14,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+import tlbench.backbones  # noqa: F401  (registers our own backbones in timm)
 from tlbench.registry import UnknownNameError
 from tlbench.spec import HeadConfig, WeightsSpec
 

@@ -60,6 +60,12 @@ def test_subset_is_stratified_and_leaves_val_test_alone():
     assert _hashes(sub.train) <= _hashes(full.train)
 
 
+@pytest.mark.parametrize("bad", [0, -0.5, 1.5])
+def test_subset_out_of_range_is_refused(bad):
+    with pytest.raises(ValueError, match="subset"):
+        load_dataset("digits", subset=bad)
+
+
 def test_synthetic_has_its_own_val_split():
     d = load_dataset(
         "synthetic", params={"classes": 3, "train_per_class": 5, "val_per_class": 2, "test_per_class": 4}

@@ -78,6 +78,8 @@ def load_dataset(
     until the source changes.
     """
     info = DATASETS.get(name)
+    if subset is not None and not 0 < subset <= 1:
+        raise ValueError(f"subset is a fraction of train in (0, 1], got {subset}")
     params = dict(params or {})
     unknown = sorted(set(params) - set(info.params))
     if unknown:

@@ -1,0 +1,76 @@
+"""What a grid will cost before it runs: images processed and FLOPs per cell, and GPU-hours.
+
+FLOPs per image come from torch's FlopCounterMode on a model built on the ``meta`` device (no
+memory, no weights: milliseconds per backbone). Training an image costs ~3 forward passes; a
+linear probe on cached features costs one forward pass per image, once. Hours assume the
+sustained rate we measured for ResNet-50 @ 224 in ``train.fit`` on an H100 (see
+benchmarks/perf/README.md) - a planning figure, not a promise.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from tlbench.grid import Cell
+
+# train images after the default 10% val carve (None: depends on the user's files)
+TRAIN_IMAGES = {
+    "cifar10": 45_000,
+    "cifar100": 45_000,
+    "cifar100_coarse": 45_000,
+    "fashion_mnist": 54_000,
+    "digits": 1_293,
+    "hymenoptera": 244,
+    "imagefolder": None,
+}
+SUSTAINED_FLOPS = 3600 * 3 * 4.1e9 * 1.0  # ~44 TFLOP/s: ResNet-50 @224, 3.6k img/s measured on an H100
+
+
+@lru_cache(maxsize=128)
+def forward_flops(backbone: str, size: int) -> float:
+    """FLOPs of one forward pass of one image (counted on the meta device)."""
+    import timm
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    import tlbench.backbones  # noqa: F401  (our own registered models)
+
+    with torch.device("meta"):
+        model = timm.create_model(backbone, num_classes=10)
+        x = torch.empty(1, 3, size, size)
+    model.eval()
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(x)
+    return float(counter.get_total_flops())
+
+
+def train_images(cell: Cell) -> int | None:
+    if cell.dataset.name == "synthetic":
+        n = int(cell.dataset.params.get("classes", 10)) * int(cell.dataset.params.get("train_per_class", 200))
+    else:
+        n = TRAIN_IMAGES.get(cell.dataset.name)
+    if n is None:
+        return None
+    return max(1, round(n * (cell.train.subset or 1.0)))
+
+
+def cell_flops(cell: Cell) -> float | None:
+    """Training FLOPs of a cell (None when the dataset size is unknown before loading)."""
+    from tlbench.data import AUGMENTATIONS
+
+    n = train_images(cell)
+    if n is None:
+        return None
+    size = cell.train.image_size or 224
+    fwd = forward_flops(cell.backbone.name, size)
+    frozen_cached = (
+        cell.strategy.name == "linear_probe" and not AUGMENTATIONS.get(cell.augmentation.name).random
+    )
+    if frozen_cached:
+        return n * fwd * 1.1  # one pass over train (+ val), then a head on features
+    per_image = fwd * (1.2 if cell.strategy.name == "linear_probe" else 3.0)
+    return n * cell.train.epochs * per_image * 1.1  # + ~10% for the val pass each epoch
+
+
+def gpu_hours(flops: float) -> float:
+    return flops / SUSTAINED_FLOPS / 3600
