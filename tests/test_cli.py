@@ -279,3 +279,57 @@ augmentations: [none]
     assert all(a[k].equal(b[k]) for k in a if not k.startswith("fc."))  # a probe keeps the backbone as loaded
     ghost = by_name["digits/ghost/linear_probe/sgd/none"]
     assert ghost.info.status == "FAILED" and "no such run" in ghost.data.tags["tlbench.failure_reason"]
+
+
+@pytest.mark.slow
+def test_a_sigkilled_run_is_reaped_by_heartbeat_and_the_grid_completes(write_grid, store, monkeypatch):
+    grid = write_grid(TRANSFER_GRID.replace("epochs: 2", "epochs: 40"))
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TLBENCH_HEARTBEAT_S": "0.5"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tlbench.cli", "run", "--grid", str(grid), "--tracking-uri", store],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+    client = MlflowClient(store)
+    deadline = time.time() + 120
+    running = None
+    while time.time() < deadline and running is None:
+        time.sleep(0.5)
+        exp = client.get_experiment_by_name("e2e")
+        if exp:
+            runs = client.search_runs([exp.experiment_id])
+            running = next(
+                (r for r in runs if r.info.status == "RUNNING" and r.data.metrics.get("val_acc") is not None),
+                None,
+            )
+    assert running is not None, "no run started"
+    proc.kill()  # SIGKILL: no handler runs, the run stays RUNNING in the store
+    proc.wait(timeout=30)
+    assert client.get_run(running.info.run_id).info.status == "RUNNING"
+
+    monkeypatch.setenv("TLBENCH_HEARTBEAT_S", "0.5")  # stale after 3 x 0.5 + 10 s
+    time.sleep(12)
+    result = _invoke("run", "--grid", str(grid), "--tracking-uri", store)
+    assert result.exit_code == 0, result.output
+    assert "KILLED whose process is gone" in result.output
+    dead = client.get_run(running.info.run_id)
+    assert dead.info.status == "KILLED" and "no heartbeat" in dead.data.tags["tlbench.failure_reason"]
+    runs = _runs(store, "e2e")[1]
+    assert "RUNNING" not in {r.info.status for r in runs}
+    assert len({r.info.run_name for r in runs if r.info.status == "FINISHED"}) == 3
+
+
+def test_a_live_run_is_not_reaped(store):
+    from tlbench.grid import expand
+    from tlbench.spec import parse_grid
+    from tlbench.tracking import Tracker
+
+    tracker = Tracker(store)
+    exp = tracker.experiment_id("live")
+    cell = expand(parse_grid(__import__("yaml").safe_load(TRANSFER_GRID)))[0]
+    run = tracker.start_cell(exp, cell)
+    assert tracker.reap_stale(exp) == []  # fresh heartbeat
+    assert tracker.reap_stale(exp, stale_after=-1) == [run.run_id]  # anything older than "now" is stale
+    assert tracker.client.get_run(run.run_id).info.status == "KILLED"
+    run._stop.set()

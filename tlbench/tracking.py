@@ -7,10 +7,12 @@ machines can write to one store without sharing state. The default store is embe
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
 import subprocess
 import tempfile
+import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -27,7 +29,17 @@ DEFAULT_STORE_DIR = Path("mlruns")
 CELL_ID_TAG = "tlbench.cell_id"
 GRID_TAG = "tlbench.grid"
 REASON_TAG = "tlbench.failure_reason"
-VARIANT_TAG = "tlbench.variant"  # e.g. "tuned": a cell trained with other hyper-parameters, kept apart
+VARIANT_TAG = "tlbench.variant"
+HEARTBEAT_TAG = "tlbench.heartbeat"  # unix time, refreshed while the run's process is alive
+
+
+def heartbeat_interval() -> float:
+    """Seconds between heartbeats (``TLBENCH_HEARTBEAT_S``, default 30); stale after 3 missed + 10 s."""
+    return max(
+        0.2, float(os.environ.get("TLBENCH_HEARTBEAT_S", "30"))
+    )  # e.g. "tuned": a cell trained with other hyper-parameters, kept apart
+
+
 CHECKPOINT_ARTIFACT = "checkpoint/best.safetensors"
 
 
@@ -147,6 +159,24 @@ class Tracker:
         cell_run.log_params(cell.flat_params())
         return cell_run
 
+    def reap_stale(self, experiment_id: str, stale_after: float | None = None) -> list[str]:
+        """Mark KILLED every RUNNING cell run whose heartbeat stopped: its process is gone
+        (SIGKILL, OOM-kill, a lost node), and a run must never stay RUNNING for ever."""
+        limit = stale_after if stale_after is not None else 3 * heartbeat_interval() + 10
+        now = time.time()
+        reaped = []
+        for run in self.runs(experiment_id, "RUNNING"):
+            beat = float(run.data.tags.get(HEARTBEAT_TAG, run.info.start_time / 1000))
+            if now - beat > limit:
+                self.client.set_tag(
+                    run.info.run_id,
+                    REASON_TAG,
+                    f"stale: no heartbeat for {now - beat:.0f}s (its process is gone)",
+                )
+                self.client.set_terminated(run.info.run_id, "KILLED")
+                reaped.append(run.info.run_id)
+        return reaped
+
     def run_checkpoint(self, run_id: str, dst_dir: Path) -> Path:
         """The best checkpoint of any earlier FINISHED tlbench run (``weights: run:ID``), checked first."""
         from mlflow.exceptions import MlflowException
@@ -180,6 +210,17 @@ class CellRun:
         self.client = tracker.client
         self.run_id = run_id
         self.cell = cell
+        self._stop = threading.Event()
+        self._beat()
+        threading.Thread(target=self._heartbeat, name="tlbench-heartbeat", daemon=True).start()
+
+    def _beat(self) -> None:
+        self.client.set_tag(self.run_id, HEARTBEAT_TAG, f"{time.time():.0f}")
+
+    def _heartbeat(self) -> None:
+        while not self._stop.wait(heartbeat_interval()):
+            with contextlib.suppress(Exception):  # a store hiccup must not kill training; next beat retries
+                self._beat()
 
     def log_params(self, params: dict[str, Any]) -> None:
         from mlflow.entities import Param
@@ -230,6 +271,7 @@ class CellRun:
         except BaseException as err:
             self.fail("FAILED", f"writing artifacts failed: {type(err).__name__}: {err}")
             raise
+        self._stop.set()
         self.client.set_terminated(self.run_id, "FINISHED")
 
     def _write_artifacts(self, result: Any) -> None:
@@ -259,6 +301,7 @@ class CellRun:
 
     def fail(self, status: str, reason: str) -> None:
         """Mark FAILED or KILLED with the reason as a tag; never leave the run RUNNING."""
+        self._stop.set()
         try:
             self.client.set_tag(self.run_id, REASON_TAG, reason[:5000])
         finally:

@@ -63,6 +63,9 @@ def run_cells(
 ) -> list[CellOutcome]:
     """Run cells in order; artifacts of a finished cell are written while the next one trains."""
     console = console or Console(stderr=True)
+    reaped = tracker.reap_stale(experiment_id)
+    if reaped:
+        console.print(f"[yellow]marked {len(reaped)} run(s) KILLED whose process is gone (no heartbeat)[/]")
     finished = {} if force else tracker.finished_runs(experiment_id)
     outcomes: list[CellOutcome] = []
     columns = (
