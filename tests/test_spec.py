@@ -139,6 +139,11 @@ def test_grid_name_resolution(tmp_path):
     assert "did you mean 'smoke'" in str(info.value)
 
 
+def test_shipped_grids_resolve_from_any_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert resolve_grid_path("smoke") == REPO / "benchmarks/grids/smoke.yaml"
+
+
 def test_merge_train_later_layers_win():
     cfg = merge_train({"lr": 0.1, "epochs": 3}, {"lr": 0.01}, {})
     assert isinstance(cfg, TrainConfig)

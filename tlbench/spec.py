@@ -215,7 +215,8 @@ class WeightsSpec(_Strict):
 
 
 def resolve_grid_path(grid: str | Path, root: Path | None = None) -> Path:
-    """``smoke`` -> ``benchmarks/grids/smoke.yaml``; a path to a .yaml file is taken as is."""
+    """``smoke`` -> ``benchmarks/grids/smoke.yaml`` (in the cwd, else the tlbench checkout's own);
+    a path to a .yaml file is taken as is."""
     p = Path(grid)
     if p.suffix in (".yaml", ".yml") or p.exists():
         if not p.exists():
@@ -225,6 +226,9 @@ def resolve_grid_path(grid: str | Path, root: Path | None = None) -> Path:
     candidate = base / f"{grid}.yaml"
     if candidate.exists():
         return candidate
+    shipped = Path(__file__).resolve().parents[1] / GRIDS_DIR / f"{grid}.yaml"  # the checkout's own grids
+    if root is None and shipped.exists():
+        return shipped
     known = sorted(q.stem for q in base.glob("*.yaml")) if base.exists() else []
     hint = difflib.get_close_matches(str(grid), known, n=1)
     msg = f"no grid named {str(grid)!r} in {base}"
