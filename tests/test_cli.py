@@ -162,15 +162,13 @@ def test_failed_cell_is_recorded_and_the_grid_continues(write_grid, store):
     assert "RUNNING" not in {r.info.status for r in runs}
 
 
-@pytest.mark.slow
-def test_ctrl_c_marks_the_run_killed_and_the_next_run_completes(write_grid, store, tmp_path):
-    grid = write_grid(TRANSFER_GRID.replace("epochs: 2", "epochs: 40"))
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+def _start_and_wait_mid_cell(grid, store, *, stdout, **env):
+    """`tlbench run` in a subprocess; returns it and the first run seen RUNNING after an epoch."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "tlbench.cli", "run", "--grid", str(grid), "--tracking-uri", store],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        env=env,
+        stdout=stdout,
+        stderr=subprocess.STDOUT if stdout == subprocess.PIPE else subprocess.DEVNULL,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **env},
     )
     client = MlflowClient(store)
     deadline = time.time() + 120
@@ -185,6 +183,14 @@ def test_ctrl_c_marks_the_run_killed_and_the_next_run_completes(write_grid, stor
                 None,
             )
     assert running is not None, "no run started"
+    return proc, running
+
+
+@pytest.mark.slow
+def test_ctrl_c_marks_the_run_killed_and_the_next_run_completes(write_grid, store, tmp_path):
+    grid = write_grid(TRANSFER_GRID.replace("epochs: 2", "epochs: 40"))
+    proc, running = _start_and_wait_mid_cell(grid, store, stdout=subprocess.PIPE)
+    client = MlflowClient(store)
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 130, out.decode()
@@ -284,26 +290,10 @@ augmentations: [none]
 @pytest.mark.slow
 def test_a_sigkilled_run_is_reaped_by_heartbeat_and_the_grid_completes(write_grid, store, monkeypatch):
     grid = write_grid(TRANSFER_GRID.replace("epochs: 2", "epochs: 40"))
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TLBENCH_HEARTBEAT_S": "0.5"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tlbench.cli", "run", "--grid", str(grid), "--tracking-uri", store],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=env,
+    proc, running = _start_and_wait_mid_cell(
+        grid, store, stdout=subprocess.DEVNULL, TLBENCH_HEARTBEAT_S="0.5"
     )
     client = MlflowClient(store)
-    deadline = time.time() + 120
-    running = None
-    while time.time() < deadline and running is None:
-        time.sleep(0.5)
-        exp = client.get_experiment_by_name("e2e")
-        if exp:
-            runs = client.search_runs([exp.experiment_id])
-            running = next(
-                (r for r in runs if r.info.status == "RUNNING" and r.data.metrics.get("val_acc") is not None),
-                None,
-            )
-    assert running is not None, "no run started"
     proc.kill()  # SIGKILL: no handler runs, the run stays RUNNING in the store
     proc.wait(timeout=30)
     assert client.get_run(running.info.run_id).info.status == "RUNNING"
