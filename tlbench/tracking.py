@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import functools
 import os
 import subprocess
 import tempfile
@@ -62,7 +63,9 @@ def _local_artifact_root(uri: str) -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=1)
 def _git_commit() -> str | None:
+    """The checkout's commit, looked up once per process (it was a subprocess per cell)."""
     try:
         out = subprocess.run(
             ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=Path(__file__).parent
