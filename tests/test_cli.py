@@ -298,8 +298,8 @@ def test_a_sigkilled_run_is_reaped_by_heartbeat_and_the_grid_completes(write_gri
     proc.wait(timeout=30)
     assert client.get_run(running.info.run_id).info.status == "RUNNING"
 
-    monkeypatch.setenv("TLBENCH_HEARTBEAT_S", "0.5")  # stale after 3 x 0.5 + 10 s
-    time.sleep(12)
+    monkeypatch.setenv("TLBENCH_HEARTBEAT_S", "0.5")  # stale after 3 x 0.5 + 2.5 s
+    time.sleep(5)
     result = _invoke("run", "--grid", str(grid), "--tracking-uri", store)
     assert result.exit_code == 0, result.output
     assert "KILLED whose process is gone" in result.output
@@ -320,6 +320,19 @@ def test_a_live_run_is_not_reaped(store):
     cell = expand(parse_grid(__import__("yaml").safe_load(TRANSFER_GRID)))[0]
     run = tracker.start_cell(exp, cell)
     assert tracker.reap_stale(exp) == []  # fresh heartbeat
-    assert tracker.reap_stale(exp, stale_after=-1) == [run.run_id]  # anything older than "now" is stale
+    assert tracker.reap_stale(exp, stale_after_s=-1) == [run.run_id]  # anything older than "now" is stale
     assert tracker.client.get_run(run.run_id).info.status == "KILLED"
     run._stop.set()
+
+
+def test_fit_options_reach_the_run(write_grid, store):
+    """--no-feature-cache used to be dropped between the CLI and fit: the run says which path ran."""
+    grid = write_grid(
+        TRANSFER_GRID.replace("strategies: [linear_probe, scratch]", "strategies: [linear_probe]")
+    )
+    for flag, path in (("--feature-cache", "cached"), ("--no-feature-cache", "online")):
+        result = _invoke("run", "--grid", str(grid), "--tracking-uri", store, "--force", flag)
+        assert result.exit_code == 0, result.output
+        _, runs = _runs(store, "e2e")
+        probe = next(r for r in runs if "linear_probe" in r.info.run_name)  # newest first
+        assert probe.data.params["feature_cache"] == path

@@ -35,10 +35,17 @@ HEARTBEAT_TAG = "tlbench.heartbeat"  # unix time, refreshed while the run's proc
 
 
 def heartbeat_interval() -> float:
-    """Seconds between heartbeats (``TLBENCH_HEARTBEAT_S``, default 30); stale after 3 missed + 10 s."""
+    """Seconds between heartbeats (``TLBENCH_HEARTBEAT_S``, default 30); see ``stale_after``."""
     return max(
         0.2, float(os.environ.get("TLBENCH_HEARTBEAT_S", "30"))
     )  # e.g. "tuned": a cell trained with other hyper-parameters, kept apart
+
+
+def stale_after() -> float:
+    """Seconds without a heartbeat after which a run's (or trial's) process is taken as gone:
+    three missed beats plus a margin for a slow store (10 s, less for sub-second test beats)."""
+    beat = heartbeat_interval()
+    return 3 * beat + min(10.0, 5 * beat)
 
 
 CHECKPOINT_ARTIFACT = "checkpoint/best.safetensors"
@@ -83,8 +90,17 @@ class Tracker:
 
         self.uri = resolve_tracking_uri(uri)
         if self.uri.startswith("sqlite:///"):
-            Path(self.uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        self.client = MlflowClient(tracking_uri=self.uri)
+            from filelock import FileLock
+
+            db = Path(self.uri.removeprefix("sqlite:///"))
+            db.parent.mkdir(parents=True, exist_ok=True)
+            # MLflow creates and migrates the tables when the client opens the store; two processes
+            # doing it at once on a new store collide ("duplicate column"), so that is serialized
+            with FileLock(str(db) + ".init.lock", timeout=300):
+                self.client = MlflowClient(tracking_uri=self.uri)
+                self.client.search_experiments(max_results=1)
+        else:
+            self.client = MlflowClient(tracking_uri=self.uri)
         self._writer: ThreadPoolExecutor | None = None
 
     def writer(self) -> ThreadPoolExecutor:
@@ -141,8 +157,19 @@ class Tracker:
         return done
 
     def start_cell(
-        self, experiment_id: str, cell: Cell, grid_file: str | None = None, variant: str | None = None
+        self,
+        experiment_id: str,
+        cell: Cell,
+        grid_file: str | None = None,
+        variant: str | None = None,
+        *,
+        parent_run_id: str | None = None,
+        run_name: str | None = None,
+        tags: dict[str, str] | None = None,
+        params: dict[str, Any] | None = None,
     ) -> CellRun:
+        """A RUNNING run for ``cell`` (nested under ``parent_run_id`` if given) with its params."""
+        extra = tags or {}
         tags = {
             CELL_ID_TAG: cell.id,
             GRID_TAG: cell.grid,
@@ -156,16 +183,19 @@ class Tracker:
             tags["tlbench.grid_file"] = grid_file
         if variant:
             tags[VARIANT_TAG] = variant
-        run_name = cell.name if not variant else f"{cell.name} [{variant}]"
+        if parent_run_id:
+            tags["mlflow.parentRunId"] = parent_run_id
+        tags.update(extra)
+        run_name = run_name or (cell.name if not variant else f"{cell.name} [{variant}]")
         run = self.client.create_run(experiment_id, run_name=run_name, tags=tags)
         cell_run = CellRun(self, run.info.run_id, cell)
-        cell_run.log_params(cell.flat_params())
+        cell_run.log_params({**cell.flat_params(), **(params or {})})
         return cell_run
 
-    def reap_stale(self, experiment_id: str, stale_after: float | None = None) -> list[str]:
+    def reap_stale(self, experiment_id: str, stale_after_s: float | None = None) -> list[str]:
         """Mark KILLED every RUNNING cell run whose heartbeat stopped: its process is gone
         (SIGKILL, OOM-kill, a lost node), and a run must never stay RUNNING for ever."""
-        limit = stale_after if stale_after is not None else 3 * heartbeat_interval() + 10
+        limit = stale_after_s if stale_after_s is not None else stale_after()
         now = time.time()
         reaped = []
         for run in self.runs(experiment_id, "RUNNING"):
@@ -251,12 +281,13 @@ class CellRun:
         self.log_metrics(metrics, step=epoch)
 
     # end of run ------------------------------------------------------------------------------
-    def finish(self, result: Any, *, background: bool = False) -> Future[None] | None:
+    def finish(self, result: Any, *, background: bool = False, light: bool = False) -> Future[None] | None:
         """Final metrics, then artifacts, then FINISHED: in that order, so FINISHED means complete.
 
         With ``background`` the artifacts (plots, checkpoint) are written on the tracker's
         writer thread while the next cell trains; the returned future completes when the run is
-        FINISHED (or FAILED, if writing failed).
+        FINISHED (or FAILED, if writing failed). ``light`` (tuning trials) writes only cell.yaml
+        and history.csv: no plots, no checkpoint.
         """
         last = result.history[-1]["epoch"] if result.history else 0
         metrics = result.final_metrics()
@@ -264,20 +295,20 @@ class CellRun:
             metrics["peak_mem_mb"] = result.info["peak_mem_mb"]
         self.log_metrics(metrics, step=int(last))
         if background:
-            return self.tracker.writer().submit(self._write_artifacts_and_close, result)
-        self._write_artifacts_and_close(result)
+            return self.tracker.writer().submit(self._write_artifacts_and_close, result, light)
+        self._write_artifacts_and_close(result, light)
         return None
 
-    def _write_artifacts_and_close(self, result: Any) -> None:
+    def _write_artifacts_and_close(self, result: Any, light: bool = False) -> None:
         try:
-            self._write_artifacts(result)
+            self._write_artifacts(result, light)
         except BaseException as err:
             self.fail("FAILED", f"writing artifacts failed: {type(err).__name__}: {err}")
             raise
         self._stop.set()
         self.client.set_terminated(self.run_id, "FINISHED")
 
-    def _write_artifacts(self, result: Any) -> None:
+    def _write_artifacts(self, result: Any, light: bool = False) -> None:
         from tlbench import plots
         from tlbench.models import save_weights_dict
 
@@ -288,6 +319,9 @@ class CellRun:
                 w = csv.DictWriter(f, fieldnames=list(result.history[0]))
                 w.writeheader()
                 w.writerows(result.history)
+            if light:
+                self.client.log_artifacts(self.run_id, str(d))
+                return
             with open(d / "per_class.csv", "w", newline="") as f:
                 w = csv.writer(f)
                 w.writerow(["class", "support", "correct", "accuracy"])
@@ -301,6 +335,13 @@ class CellRun:
             (d / "checkpoint").mkdir()
             save_weights_dict(result.best_state, d / CHECKPOINT_ARTIFACT)
             self.client.log_artifacts(self.run_id, str(d))
+
+    def end(self, status: str = "FINISHED", note: str = "") -> None:
+        """End the run without artifacts (a pruned trial, a study's parent run)."""
+        self._stop.set()
+        if note:
+            self.client.set_tag(self.run_id, "tlbench.note", note[:5000])
+        self.client.set_terminated(self.run_id, status)
 
     def fail(self, status: str, reason: str) -> None:
         """Mark FAILED or KILLED with the reason as a tag; never leave the run RUNNING."""

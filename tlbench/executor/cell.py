@@ -53,6 +53,28 @@ def _freeze(v: Any) -> Any:
     return tuple(v) if isinstance(v, list) else v
 
 
+def resolve_weights(cell: Cell, tracker: Tracker, experiment_id: str, run: Any, tmp: Path) -> Path | None:
+    """The file a ``cell:`` or ``run:`` backbone starts from (downloaded from MLflow into
+    ``tmp``); ``None`` for hub / file / random weights, which ``fit`` resolves itself."""
+    from tlbench.strategies import STRATEGIES
+
+    if not STRATEGIES.get(cell.strategy.name).pretrained:
+        return None
+    if cell.weights.kind == "cell":
+        source = tracker.finished_runs(experiment_id).get(cell.depends_on_id or "")
+        if source is None:
+            raise RuntimeError(
+                f"source cell {cell.depends_on!r} has no FINISHED run; run it first "
+                f"(tlbench run --select '{cell.depends_on}')"
+            )
+        run.client.set_tag(run.run_id, "tlbench.source_run_id", source.info.run_id)
+        return tracker.download_checkpoint(source.info.run_id, tmp)
+    if cell.weights.kind == "run":
+        run.client.set_tag(run.run_id, "tlbench.source_run_id", cell.weights.value)
+        return tracker.run_checkpoint(cell.weights.value, tmp)
+    return None
+
+
 def run_cell(
     cell: Cell,
     tracker: Tracker,
@@ -65,30 +87,23 @@ def run_cell(
     fit_options: dict[str, Any] | None = None,
     background_finish: bool = False,
     variant: str | None = None,
+    extra_params: dict[str, Any] | None = None,
 ) -> CellOutcome:
     """Train one cell into its own MLflow run; ``fit_options`` go to ``train.fit`` (compile, ...)."""
-    from tlbench.strategies import STRATEGIES
     from tlbench.train import MultiReporter, NonFiniteLossError, fit
 
-    run = tracker.start_cell(experiment_id, cell, grid_file=grid_file, variant=variant)
+    run = tracker.start_cell(experiment_id, cell, grid_file=grid_file, variant=variant, params=extra_params)
     try:
         with tempfile.TemporaryDirectory(prefix="tlbench-src-") as tmp:
-            weights_file = None
-            if cell.weights.kind == "cell" and STRATEGIES.get(cell.strategy.name).pretrained:
-                source = tracker.finished_runs(experiment_id).get(cell.depends_on_id or "")
-                if source is None:
-                    raise RuntimeError(
-                        f"source cell {cell.depends_on!r} has no FINISHED run; run it first "
-                        f"(tlbench run --select '{cell.depends_on}')"
-                    )
-                weights_file = tracker.download_checkpoint(source.info.run_id, Path(tmp))
-                run.client.set_tag(run.run_id, "tlbench.source_run_id", source.info.run_id)
-            if cell.weights.kind == "run" and STRATEGIES.get(cell.strategy.name).pretrained:
-                weights_file = tracker.run_checkpoint(cell.weights.value, Path(tmp))
-                run.client.set_tag(run.run_id, "tlbench.source_run_id", cell.weights.value)
+            weights_file = resolve_weights(cell, tracker, experiment_id, run, Path(tmp))
             data = load_cell_data(cell, data_dir)
             result = fit(
-                cell, data, weights_file=weights_file, reporter=MultiReporter(run, progress), device=device
+                cell,
+                data,
+                weights_file=weights_file,
+                reporter=MultiReporter(run, progress),
+                device=device,
+                **(fit_options or {}),
             )
         pending = run.finish(result, background=background_finish)
         return CellOutcome(cell, "FINISHED", run.run_id, result.final_metrics(), pending=pending)

@@ -60,13 +60,19 @@ def run_cells(
     console: Console | None = None,
     grid_file: str | None = None,
     fit_options: dict[str, Any] | None = None,
+    variant: str | None = None,
+    extra_params: dict[str, dict[str, Any]] | None = None,
 ) -> list[CellOutcome]:
-    """Run cells in order; artifacts of a finished cell are written while the next one trains."""
+    """Run cells in order; artifacts of a finished cell are written while the next one trains.
+
+    ``variant`` (e.g. ``tuned``) runs the cells as that variant: tagged, and skipped only if that
+    variant has a FINISHED run; ``extra_params`` (cell id -> params) are logged beside the cell's.
+    """
     console = console or Console(stderr=True)
     reaped = tracker.reap_stale(experiment_id)
     if reaped:
         console.print(f"[yellow]marked {len(reaped)} run(s) KILLED whose process is gone (no heartbeat)[/]")
-    finished = {} if force else tracker.finished_runs(experiment_id)
+    finished = {} if force else tracker.finished_runs(experiment_id, variant=variant)
     outcomes: list[CellOutcome] = []
     columns = (
         TextColumn("{task.description}"),
@@ -75,10 +81,12 @@ def run_cells(
         TimeElapsedColumn(),
         TimeRemainingColumn(),
     )
-    run_kw = dict(data_dir=data_dir, device=device, grid_file=grid_file, fit_options=fit_options)
+    run_kw = dict(
+        data_dir=data_dir, device=device, grid_file=grid_file, fit_options=fit_options, variant=variant
+    )
     try:
         with Progress(*columns, console=console, transient=False, refresh_per_second=4) as progress:
-            _loop(cells, tracker, experiment_id, progress, outcomes, finished, run_kw)
+            _loop(cells, tracker, experiment_id, progress, outcomes, finished, run_kw, extra_params or {})
     finally:
         _settle(outcomes)  # every run ends FINISHED/FAILED before we return or propagate Ctrl-C
     return outcomes
@@ -103,6 +111,7 @@ def _loop(
     outcomes: list[CellOutcome],
     finished: dict[str, Any],
     run_kw: dict[str, Any],
+    extra_params: dict[str, dict[str, Any]],
 ) -> None:
     failed: dict[str, str] = {}
     overall = progress.add_task("cells", total=len(cells))
@@ -128,7 +137,15 @@ def _loop(
         progress.update(current, visible=True, completed=0, description="  starting")
         t0 = time.perf_counter()
         reporter = ProgressReporter(progress, overall, current, done_before=i)
-        outcome = run_cell(cell, tracker, experiment_id, progress=reporter, background_finish=True, **run_kw)
+        outcome = run_cell(
+            cell,
+            tracker,
+            experiment_id,
+            progress=reporter,
+            background_finish=True,
+            extra_params=extra_params.get(cell.id),
+            **run_kw,
+        )
         outcomes.append(outcome)
         if outcome.status == "FINISHED":
             m = outcome.metrics
