@@ -1,4 +1,4 @@
-"""The ``tlbench`` command: ls, validate, run, ui.
+"""The ``tlbench`` command: ls, validate, prefetch, run, tune, report, ui, dashboard.
 
 Bad input (a malformed grid, an unknown name, a missing file) prints one clear message and exits
 with status 2, without a traceback.
@@ -40,12 +40,13 @@ def _clean_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         from tlbench.data import DatasetNotFoundError
         from tlbench.models import WeightsError
         from tlbench.registry import UnknownNameError
+        from tlbench.tune import TuneError
 
         try:
             return fn(*args, **kwargs)
         except SpecError as err:
             _fail(str(err))
-        except (DatasetNotFoundError, WeightsError, UnknownNameError) as err:
+        except (DatasetNotFoundError, WeightsError, UnknownNameError, TuneError) as err:
             _fail(str(err))
 
     return wrapper
@@ -65,6 +66,12 @@ tracking_option = click.option(
     envvar="MLFLOW_TRACKING_URI",
     default=None,
     help="MLflow store; default sqlite under ./mlruns",
+)
+storage_option = click.option(
+    "--storage",
+    envvar="TLBENCH_OPTUNA_STORAGE",
+    default=None,
+    help="Optuna storage: a journal file (default ./mlruns/optuna.journal) or postgresql://... / sqlite:///...",
 )
 data_dir_option = click.option(
     "--data-dir", envvar="TLBENCH_DATA", default=None, help="dataset cache (default ~/.cache/tlbench/data)"
@@ -213,6 +220,12 @@ def _print_inputs(items: list[Any], title: str) -> None:
     show_default=True,
     help="train frozen-backbone heads on features computed once (deterministic augmentation only)",
 )
+@click.option(
+    "--tuned",
+    is_flag=True,
+    help="train each cell with its Optuna study's best lr and batch size (a 'tuned' run beside the plain one)",
+)
+@storage_option
 @_clean_errors
 def run(
     grid: str,
@@ -223,6 +236,8 @@ def run(
     device: str,
     compile_: bool,
     feature_cache: bool,
+    tuned: bool,
+    storage: str | None,
 ) -> None:
     """Train every (selected) cell of a grid and track it in MLflow."""
     from tlbench.executor import run_cells
@@ -242,18 +257,19 @@ def run(
         + f" → MLflow {tracker.uri} (experiment {spec.name!r})",
         highlight=False,
     )
+    run_kw: dict[str, Any] = dict(
+        force=force,
+        data_dir=data_dir,
+        device=device,
+        console=err_console,
+        grid_file=str(Path(grid)),
+        fit_options={"compile": compile_, "cache_features": feature_cache},
+    )
     try:
-        outcomes = run_cells(
-            todo,
-            tracker,
-            exp_id,
-            force=force,
-            data_dir=data_dir,
-            device=device,
-            console=err_console,
-            grid_file=str(Path(grid)),
-            fit_options={"compile": compile_, "cache_features": feature_cache},
-        )
+        if tuned:
+            outcomes = _run_tuned(chosen, todo, tracker, exp_id, storage, grid, run_kw)
+        else:
+            outcomes = run_cells(todo, tracker, exp_id, **run_kw)
     except KeyboardInterrupt:
         err_console.print("[yellow]interrupted:[/] the current run is marked KILLED; run again to continue")
         sys.exit(130)
@@ -262,6 +278,169 @@ def run(
     failed = [o for o in outcomes if o.status == "FAILED"]
     if failed:
         _fail(f"{len(failed)} of {len(outcomes)} cells failed (reasons above and in MLflow)", code=1)
+
+
+def _run_tuned(
+    chosen: list[Any],
+    todo: list[Any],
+    tracker: Any,
+    exp_id: str,
+    storage: str | None,
+    grid: str,
+    run_kw: dict[str, Any],
+) -> list[Any]:
+    """``run --tuned``: the ``cell:`` sources as they are, then each cell with its study's best
+    lr and batch size, as ``tuned`` runs whose params say where the values came from."""
+    from tlbench.executor import run_cells
+    from tlbench.tune import best_params, redact, resolve_storage_url, with_hparams
+
+    url = resolve_storage_url(storage)
+    tuned_cells, extra, missing = [], {}, []
+    for cell in chosen:
+        best = best_params(cell, url)
+        if best is None:
+            missing.append(cell.name)
+            continue
+        tuned_cells.append(with_hparams(cell, best["lr"], best["batch_size"]))
+        extra[cell.id] = {
+            "tuned.source": f"optuna study {best['study']} trial {best['trial']}",
+            "tuned.storage": redact(url),
+            "tuned.study_best_val_acc": f"{best['value']:.6g}",
+        }
+    if missing:
+        err_console.print(
+            f"[yellow]{len(missing)} cell(s) have no complete tuning trial in {redact(url)}; skipped[/] "
+            f"(tune them: tlbench tune --grid {grid} --select '<glob>' --trials N): "
+            + ", ".join(missing[:5]),
+            highlight=False,
+        )
+    if not tuned_cells:
+        _fail("no selected cell has a tuning study with a complete trial; run tlbench tune first")
+    chosen_ids = {c.id for c in chosen}
+    sources = [c for c in todo if c.id not in chosen_ids]
+    outcomes = run_cells(sources, tracker, exp_id, **run_kw) if sources else []
+    return outcomes + run_cells(tuned_cells, tracker, exp_id, variant="tuned", extra_params=extra, **run_kw)
+
+
+@main.command()
+@grid_option
+@select_option
+@tracking_option
+@storage_option
+@data_dir_option
+@click.option("--trials", "-n", type=click.IntRange(min=1), required=True, help="trials per cell's study")
+@click.option(
+    "--pruner",
+    type=click.Choice(["median", "halving", "hyperband", "none"]),
+    default="median",
+    show_default=True,
+    help="stops hopeless trials early (halving = successive halving)",
+)
+@click.option(
+    "--seed", type=int, default=None, help="sampler seed (leave unset when several processes share a study)"
+)
+@click.option("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
+@_clean_errors
+def tune(
+    grid: str,
+    select: tuple[str, ...],
+    tracking_uri: str | None,
+    storage: str | None,
+    data_dir: str | None,
+    trials: int,
+    pruner: str,
+    seed: int | None,
+    device: str,
+) -> None:
+    """Tune lr and batch size of each (selected) cell with an Optuna study of N trials.
+
+    Several processes or machines given the same --storage share each study: together they run
+    exactly N trials. An interrupted study continues where it stopped.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from tlbench.executor import run_cells
+    from tlbench.grid import with_dependencies
+    from tlbench.tracking import Tracker
+    from tlbench.tune import open_storage, redact, resolve_storage_url, search_space, tune_cell
+
+    spec, cells, chosen = _load(grid, select)
+    _sigterm_as_interrupt()
+    url = resolve_storage_url(storage)
+    open_storage(url)  # a bad URL fails here, before any training
+    tracker = Tracker(tracking_uri)
+    exp_id = tracker.experiment_id(spec.name)
+    reaped = tracker.reap_stale(exp_id)
+    if reaped:
+        err_console.print(
+            f"[yellow]marked {len(reaped)} run(s) KILLED whose process is gone (no heartbeat)[/]"
+        )
+    err_console.print(
+        f"tuning {len(chosen)} cell(s) of grid [bold]{spec.name}[/], {trials} trials each → studies in "
+        f"{redact(url)}, runs in MLflow {tracker.uri}",
+        highlight=False,
+    )
+    chosen_ids = {c.id for c in chosen}
+    sources = [c for c in with_dependencies(chosen, cells) if c.id not in chosen_ids]
+    summaries = []
+    try:
+        if sources:  # a `cell:` backbone needs its source's checkpoint before any trial
+            run_cells(sources, tracker, exp_id, data_dir=data_dir, device=device, console=err_console)
+        for cell in chosen:
+            space = search_space(cell)
+            err_console.print(
+                f"[bold]{cell.name}[/]  lr {space['lr'][0]:.2g}..{space['lr'][1]:.2g} (log), "
+                f"batch size {list(space['batch_size'])}",
+                highlight=False,
+            )
+            columns = (TextColumn("  trials"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+            with Progress(*columns, console=err_console, transient=True) as progress:
+                bar = progress.add_task("trials", total=trials)
+
+                def on_trial(t: Any, done: int, progress: Any = progress, bar: Any = bar) -> None:
+                    value = f"val_acc {t.value:.4f}" if t.value is not None else ""
+                    params = "  ".join(f"{k} {v:.3g}" for k, v in t.params.items())
+                    progress.console.print(
+                        f"  trial {t.number:>3}  {t.state.name:<8} {value:<15} {params}", highlight=False
+                    )
+                    progress.update(bar, completed=done)
+
+                summaries.append(
+                    tune_cell(
+                        cell,
+                        trials=trials,
+                        tracker=tracker,
+                        experiment_id=exp_id,
+                        storage_url=url,
+                        pruner=pruner,
+                        seed=seed,
+                        data_dir=data_dir,
+                        device=device,
+                        on_trial=on_trial,
+                    )
+                )
+    except KeyboardInterrupt:
+        err_console.print(
+            "[yellow]interrupted:[/] the current trial is failed and queued again; "
+            "run the same command to continue the study"
+        )
+        sys.exit(130)
+    table = Table(title=f"tuning: grid {spec.name}")
+    for col in ("cell", "complete", "pruned", "failed", "best val_acc", "best lr", "best batch", "study"):
+        table.add_column(col, overflow="fold")
+    for s in summaries:
+        table.add_row(
+            s.cell.name,
+            str(s.complete),
+            str(s.pruned),
+            str(s.failed),
+            f"{s.best_value:.4f}" if s.best_value is not None else "-",
+            f"{s.best_params['lr']:.3g}" if s.best_params else "-",
+            str(s.best_params.get("batch_size", "-")),
+            s.study,
+        )
+    console.print(table)
+    err_console.print(f"train with the best values: tlbench run --grid {grid} --tuned", highlight=False)
 
 
 @main.command()
@@ -334,6 +513,26 @@ def ui(tracking_uri: str | None, host: str, port: int) -> None:
     err_console.print(f"MLflow UI on http://{host}:{port} over {uri}", highlight=False)
     try:
         sys.exit(subprocess.call(cmd, env=os.environ.copy()))
+    except KeyboardInterrupt:
+        sys.exit(0)
+
+
+@main.command()
+@storage_option
+@click.option("--host", default="127.0.0.1", show_default=True, help="bind address (0.0.0.0 exposes it)")
+@click.option("--port", default=8080, show_default=True, type=int)
+@_clean_errors
+def dashboard(storage: str | None, host: str, port: int) -> None:
+    """Start optuna-dashboard over the tuning studies (on 127.0.0.1 unless --host)."""
+    from optuna_dashboard import run_server
+
+    from tlbench.tune import open_storage, redact, resolve_storage_url
+
+    url = resolve_storage_url(storage)
+    store = open_storage(url)
+    err_console.print(f"optuna-dashboard on http://{host}:{port} over {redact(url)}", highlight=False)
+    try:
+        run_server(store, host=host, port=port)
     except KeyboardInterrupt:
         sys.exit(0)
 

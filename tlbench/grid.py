@@ -30,6 +30,7 @@ from tlbench.spec import (
     TrainConfig,
     WeightsSpec,
     merge_train,
+    merge_tune,
 )
 
 ID_LENGTH = 12
@@ -54,6 +55,7 @@ class Cell:
     depends_on: str | None = None  # name of the cell whose checkpoint initialises this one
     depends_on_id: str | None = None
     reported: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)  # not part of the id
+    tune: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)  # search space, not the id
 
     def axis_values(self) -> dict[str, str]:
         """Axis -> label, e.g. {'dataset': 'digits', 'backbone': 'test_resnet', ...}."""
@@ -161,15 +163,18 @@ def _matches(rule: dict[str, str], labels: dict[str, str], names: dict[str, str]
     )
 
 
-def _scopes(spec: GridSpec) -> list[tuple[str, Axes, dict[str, Any], tuple[dict[str, str], ...]]]:
-    """(block name, axes, block train overrides, excludes) for each block, or the grid itself."""
+def _scopes(
+    spec: GridSpec,
+) -> list[tuple[str, Axes, dict[str, Any], dict[str, Any], tuple[dict[str, str], ...]]]:
+    """(block name, axes, block train overrides, block tune ranges, excludes) for each block,
+    or the grid itself."""
     if not spec.blocks:
-        return [("", spec, {}, spec.exclude)]
+        return [("", spec, {}, {}, spec.exclude)]
     out = []
     for block in spec.blocks:
         merged = {a: getattr(block, a) if getattr(block, a) is not None else getattr(spec, a) for a in AXES}
         axes = Axes(**merged)
-        out.append((block.name, axes, block.train, spec.exclude + block.exclude))
+        out.append((block.name, axes, block.train, block.tune, spec.exclude + block.exclude))
     return out
 
 
@@ -181,7 +186,7 @@ def _digest(content: dict[str, Any]) -> str:
 def expand(spec: GridSpec, file: Path | str | None = None) -> list[Cell]:
     """All cells of a grid, dependencies first, otherwise in declaration order."""
     pending: list[dict[str, Any]] = []
-    for block_name, axes, block_train, excludes in _scopes(spec):
+    for block_name, axes, block_train, block_tune, excludes in _scopes(spec):
         axis_entries = [list(getattr(axes, a)) for a in AXES]
         for combo in itertools.product(*axis_entries):
             entries = dict(zip(AXES, combo, strict=True))
@@ -203,6 +208,7 @@ def expand(spec: GridSpec, file: Path | str | None = None) -> list[Cell]:
                 op.train,
                 entries["augmentations"].train,
             )
+            tune = merge_tune(spec.tune, block_tune, *(entries[a].tune for a in AXES))
             weights = WeightsSpec.parse(bb.weights)
             if st.name == "scratch":
                 weights = WeightsSpec(kind="none")  # scratch means random init, whatever the entry says
@@ -216,6 +222,7 @@ def expand(spec: GridSpec, file: Path | str | None = None) -> list[Cell]:
                     "augmentation": entries["augmentations"],
                     "weights": weights,
                     "train": train,
+                    "tune": tune,
                     "labels": labels,
                     "name": "/".join(labels[AXIS_SINGULAR[a]] for a in AXES),
                 }

@@ -38,6 +38,7 @@ class OptimizerInfo:
     name: str
     description: str
     params: type[BaseModel]
+    tune_lr_factor: float = 1.0  # its useful lrs relative to SGD's: scales `tlbench tune`'s default range
 
     def timm_kwargs(self, params: dict[str, Any]) -> dict[str, Any]:
         """timm's optimizer name and keyword arguments for these params."""
@@ -53,8 +54,8 @@ OPTIMIZERS: Registry[OptimizerInfo] = Registry("optimizer")
 OPTIMIZERS.register(
     "sgd", OptimizerInfo("sgd", "SGD with momentum (nesterov optional), as in the seeds", SGDParams)
 )
-OPTIMIZERS.register("adam", OptimizerInfo("adam", "Adam (L2 weight decay)", AdamParams))
-OPTIMIZERS.register("adamw", OptimizerInfo("adamw", "AdamW (decoupled weight decay)", AdamParams))
+OPTIMIZERS.register("adam", OptimizerInfo("adam", "Adam (L2 weight decay)", AdamParams, 0.01))
+OPTIMIZERS.register("adamw", OptimizerInfo("adamw", "AdamW (decoupled weight decay)", AdamParams, 0.01))
 
 SCHEDULES = ("constant", "step", "cosine")
 

@@ -86,6 +86,34 @@ class TrainConfig(_Strict):
 _TRAIN_KEYS = set(TrainConfig.model_fields)
 
 
+class TuneSpace(_Strict):
+    """What ``tlbench tune`` searches for a cell; a key left unset takes the strategy's default
+    (``tlbench.tune.default_space``). Not part of a cell's id: it does not change its result."""
+
+    lr: tuple[float, float] | None = Field(None, description="[low, high], searched log-uniformly")
+    batch_size: tuple[int, ...] | None = Field(None, description="the batch sizes to choose from")
+
+    @field_validator("lr")
+    @classmethod
+    def _lr_range(cls, v: tuple[float, float] | None) -> tuple[float, float] | None:
+        if v is not None and not 0 < v[0] < v[1]:
+            raise ValueError(f"lr range must be [low, high] with 0 < low < high, got {list(v)}")
+        return v
+
+    @field_validator("batch_size")
+    @classmethod
+    def _batch_choices(cls, v: tuple[int, ...] | None) -> tuple[int, ...] | None:
+        if v is not None:
+            if not v:
+                raise ValueError("batch_size needs at least one choice, e.g. [32, 64, 128]")
+            if any(b < 1 for b in v):
+                raise ValueError(f"batch sizes must be >= 1, got {list(v)}")
+        return v
+
+
+_TUNE_KEYS = set(TuneSpace.model_fields)
+
+
 def _name_shorthand(value: Any) -> Any:
     """Axis entries may be written as a bare name: ``- digits`` == ``- {name: digits}``."""
     if isinstance(value, str):
@@ -97,6 +125,7 @@ class _Entry(_Strict):
     name: str = Field(min_length=1)
     label: str | None = Field(None, min_length=1)
     train: dict[str, Any] = Field(default_factory=dict)
+    tune: dict[str, Any] = Field(default_factory=dict, description="search space for `tlbench tune`")
 
     @model_validator(mode="before")
     @classmethod
@@ -166,6 +195,7 @@ class Block(Axes):
 
     name: str = Field(min_length=1)
     train: dict[str, Any] = Field(default_factory=dict)
+    tune: dict[str, Any] = Field(default_factory=dict)
     reported: dict[str, Reported] = Field(
         default_factory=dict, description="cell-name glob -> reported numbers"
     )
@@ -175,6 +205,7 @@ class GridSpec(Axes):
     name: str = ""
     description: str = ""
     train: dict[str, Any] = Field(default_factory=dict)
+    tune: dict[str, Any] = Field(default_factory=dict, description="search space for `tlbench tune`")
     blocks: tuple[Block, ...] = ()
     reported: dict[str, Reported] = Field(
         default_factory=dict, description="cell-name glob -> reported numbers"
@@ -315,6 +346,34 @@ def validate_train(raw: dict[str, Any], file: Path | str | None, where: str) -> 
     return raw
 
 
+def validate_tune(raw: dict[str, Any], file: Path | str | None, where: str) -> dict[str, Any]:
+    """Check a ``tune:`` mapping (search ranges) so errors point at the entry that set them."""
+    if not isinstance(raw, dict):
+        raise SpecError(
+            file, where, f"expected a mapping like {{lr: [1e-4, 1e-1]}}, got {type(raw).__name__}"
+        )
+    for key in raw:
+        if key not in _TUNE_KEYS:
+            hint = difflib.get_close_matches(str(key), sorted(_TUNE_KEYS), n=1)
+            did = f"; did you mean {hint[0]!r}?" if hint else ""
+            raise SpecError(
+                file, f"{where}.{key}", f"cannot tune {key!r}{did} (valid: {', '.join(sorted(_TUNE_KEYS))})"
+            )
+    try:
+        TuneSpace.model_validate(raw)
+    except ValidationError as err:
+        raise _validation_to_spec_error(err, file, prefix=where) from None
+    return raw
+
+
+def merge_tune(*layers: dict[str, Any]) -> dict[str, Any]:
+    """Search ranges, later layers winning key by key (same order as ``merge_train``)."""
+    merged: dict[str, Any] = {}
+    for layer in layers:
+        merged.update(layer)
+    return TuneSpace.model_validate(merged).model_dump(exclude_none=True)
+
+
 def merge_train(*layers: dict[str, Any]) -> TrainConfig:
     """Later layers win: grid < block < dataset < backbone < strategy < optimizer < augmentation.
 
@@ -367,9 +426,11 @@ def check_spec(spec: GridSpec, file: Path | str | None, *, check_backbones: bool
     from tlbench.registry import UnknownNameError
 
     validate_train(spec.train, file, "train")
+    validate_tune(spec.tune, file, "tune")
     for prefix, scope in _iter_scopes(spec):
         if isinstance(scope, Block):
             validate_train(scope.train, file, f"{prefix}train")
+            validate_tune(scope.tune, file, f"{prefix}tune")
         for axis in AXES:
             entries = getattr(scope, axis)
             if entries is None:
@@ -379,6 +440,7 @@ def check_spec(spec: GridSpec, file: Path | str | None, *, check_backbones: bool
             for i, entry in enumerate(entries):
                 where = f"{prefix}{axis}[{i}]"
                 validate_train(entry.train, file, f"{where}.train")
+                validate_tune(entry.tune, file, f"{where}.tune")
                 try:
                     _check_entry(axis, entry, check_backbones)
                 except UnknownNameError as err:
