@@ -51,3 +51,71 @@ def write_grid(tmp_path: Path):
         return p
 
     return _write
+
+
+def _pg_bin() -> Path | None:
+    """Debian's PostgreSQL server binaries (initdb, pg_ctl), if installed."""
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    return found[-1].parent if found else None
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A real PostgreSQL server for the session: a throw-away cluster on 127.0.0.1 (trust auth),
+    run as the ``postgres`` user when the tests run as root (initdb refuses root)."""
+    import shutil
+    import subprocess
+    import tempfile
+
+    pg = _pg_bin()
+    if pg is None:
+        pytest.skip("PostgreSQL is not installed (Debian: apt-get install postgresql)")
+    as_user: list[str] = []
+    root = tempfile.mkdtemp(prefix="tlbench-pg-")
+    if os.geteuid() == 0:
+        as_user = ["runuser", "-u", "postgres", "--"]
+        shutil.chown(root, "postgres")
+    data, port = Path(root) / "data", _free_port()
+    subprocess.run(
+        [*as_user, str(pg / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync"],
+        check=True,
+        capture_output=True,
+    )
+    opts = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
+    subprocess.run(
+        [*as_user, str(pg / "pg_ctl"), "-D", str(data), "-o", opts, "-l", f"{root}/log", "-w", "start"],
+        check=True,
+        capture_output=True,
+    )
+    try:
+        yield {"host": "127.0.0.1", "port": port, "user": "postgres"}
+    finally:
+        subprocess.run(
+            [*as_user, str(pg / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"], capture_output=True
+        )
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def postgres_url(postgres_server, request) -> str:
+    """A fresh database on the session's PostgreSQL server, as a SQLAlchemy URL."""
+    import re
+
+    import sqlalchemy
+
+    name = "t_" + re.sub(r"\W", "_", request.node.name.lower())[:50]
+    base = "postgresql://{user}@{host}:{port}".format(**postgres_server)
+    engine = sqlalchemy.create_engine(f"{base}/postgres", isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}"')
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    engine.dispose()
+    return f"{base}/{name}"

@@ -259,16 +259,23 @@ def test_no_trial_beyond_n_while_others_hold_the_last_slots(store, tmp_path):
 
 
 @pytest.mark.slow
-def test_two_processes_share_one_study_and_run_exactly_n_trials(write_grid, store, tmp_path):
+@pytest.mark.parametrize("backend", ["journal", "postgresql"])
+def test_two_processes_share_one_study_and_run_exactly_n_trials(
+    write_grid, store, tmp_path, backend, request
+):
     grid = str(write_grid(PROBE_GRID))
-    journal = str(tmp_path / "shared.journal")
+    if backend == "journal":
+        journal = str(tmp_path / "shared.journal")
+    else:  # a real PostgreSQL server, as several machines would share
+        journal = request.getfixturevalue("postgres_url")
     cmd = [sys.executable, "-m", "tlbench.cli", "tune", "--grid", grid, "--tracking-uri", store]
     cmd += ["--storage", journal, "--trials", "8", "--pruner", "none"]
     procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for _ in range(2)]
     outs = [p.communicate(timeout=300)[0].decode() for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs
     cell = _cell()
-    trials = counted(_study(cell, journal).get_trials())
+    study = optuna.load_study(study_name=study_name(cell), storage=open_storage(journal))
+    trials = counted(study.get_trials())
     assert len(trials) == 8 and all(t.state == TrialState.COMPLETE for t in trials)
     assert all("trial " in o for o in outs)  # both processes ran trials
     runs = MlflowClient(store).search_runs(

@@ -291,8 +291,9 @@ def _run_tuned(
 ) -> list[Any]:
     """``run --tuned``: the ``cell:`` sources as they are, then each cell with its study's best
     lr and batch size, as ``tuned`` runs whose params say where the values came from."""
+    from tlbench.dburl import redact
     from tlbench.executor import run_cells
-    from tlbench.tune import best_params, redact, resolve_storage_url, with_hparams
+    from tlbench.tune import best_params, resolve_storage_url, with_hparams
 
     url = resolve_storage_url(storage)
     tuned_cells, extra, missing = [], {}, []
@@ -359,10 +360,11 @@ def tune(
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from tlbench.dburl import redact
     from tlbench.executor import run_cells
     from tlbench.grid import with_dependencies
     from tlbench.tracking import Tracker
-    from tlbench.tune import open_storage, redact, resolve_storage_url, search_space, tune_cell
+    from tlbench.tune import open_storage, resolve_storage_url, search_space, tune_cell
 
     spec, cells, chosen = _load(grid, select)
     _sigterm_as_interrupt()
@@ -526,7 +528,8 @@ def dashboard(storage: str | None, host: str, port: int) -> None:
     """Start optuna-dashboard over the tuning studies (on 127.0.0.1 unless --host)."""
     from optuna_dashboard import run_server
 
-    from tlbench.tune import open_storage, redact, resolve_storage_url
+    from tlbench.dburl import redact
+    from tlbench.tune import open_storage, resolve_storage_url
 
     url = resolve_storage_url(storage)
     store = open_storage(url)

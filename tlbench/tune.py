@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tlbench.dburl import redact, with_driver
 from tlbench.grid import Cell
 from tlbench.tracking import DEFAULT_STORE_DIR, CellRun, Tracker, heartbeat_interval, stale_after
 
@@ -86,12 +87,7 @@ def open_storage(url: str | None = None) -> optuna.storages.BaseStorage:
                 f"unknown storage {url!r}: use a journal file path (default {DEFAULT_STORAGE}), "
                 "sqlite:///FILE.db, or postgresql://USER:PASS@HOST/DB for many machines"
             )
-        try:
-            return optuna.storages.RDBStorage(url)
-        except ImportError as err:
-            raise TuneError(f"storage {redact(url)}: its database driver is missing ({err})") from None
-        except Exception as err:  # connection refused, bad credentials, unknown database
-            raise TuneError(f"cannot open storage {redact(url)}: {type(err).__name__}: {err}") from None
+        return _open_rdb(url)
     path = Path(url).expanduser()
     if path.is_dir():
         raise TuneError(
@@ -101,14 +97,29 @@ def open_storage(url: str | None = None) -> optuna.storages.BaseStorage:
     return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
 
 
-def redact(url: str) -> str:
-    """A storage URL without its password, for logs and MLflow tags."""
-    if "://" not in url or "@" not in url:
-        return url
-    scheme, rest = url.split("://", 1)
-    creds, host = rest.rsplit("@", 1)
-    user = creds.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{host}" if ":" in creds else url
+def _open_rdb(url: str, attempts: int = 6) -> optuna.storages.RDBStorage:
+    """Optuna's RDB storage; processes that meet an empty database at once race to create its
+    tables (a unique violation for all but one), so that is retried, not reported."""
+    import random
+
+    import optuna
+    from sqlalchemy.exc import IntegrityError, ProgrammingError
+
+    for attempt in range(attempts):
+        try:
+            return optuna.storages.RDBStorage(with_driver(url))
+        except (IntegrityError, ProgrammingError):
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.5 + random.random())
+        except ImportError as err:
+            raise TuneError(
+                f"storage {redact(url)}: its database driver is missing ({err}); "
+                "pip install 'tlbench[postgres]' for PostgreSQL"
+            ) from None
+        except Exception as err:  # connection refused, bad credentials, unknown database
+            raise TuneError(f"cannot open storage {redact(url)}: {type(err).__name__}: {err}") from None
+    raise AssertionError("unreachable")
 
 
 def study_name(cell: Cell) -> str:
