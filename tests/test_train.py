@@ -119,3 +119,39 @@ def test_feature_cache_only_when_allowed(data, strategy, augmentation, expected)
     rec = Recorder()
     fit(_probe_cell(strategy, augmentation, epochs=2), data, reporter=rec, device="cpu")
     assert rec.started["feature_cache"] == expected
+
+
+class _StopAfter:
+    """A reporter that interrupts training after a given epoch, like Ctrl-C would."""
+
+    def __init__(self, epoch: int):
+        self.epoch = epoch
+
+    def on_start(self, info):
+        pass
+
+    def on_epoch(self, epoch, metrics):
+        if epoch == self.epoch:
+            raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("strategy, stop", [("scratch", 0), ("scratch", 2), ("lp_ft", 1), ("lp_ft", 2)])
+def test_a_resumed_cell_ends_exactly_as_an_uninterrupted_one(data, tmp_path, strategy, stop):
+    """Model, optimizer, schedule and RNG states all come back: on the CPU the continuation is
+    bit-identical (lp_ft stops at its phase boundary, epoch 1, and inside the fine-tune)."""
+    from tlbench.checkpoint import Checkpointer
+
+    cell = _cell(strategy, epochs=4)
+    full = fit(cell, data, device="cpu")
+    ckpt = Checkpointer(tmp_path / "ck", cell.id)
+    with pytest.raises(KeyboardInterrupt):
+        fit(cell, data, device="cpu", checkpoint=ckpt, reporter=_StopAfter(stop))
+    assert torch.load(ckpt.last, weights_only=True)["epoch"] == stop + 1
+    resumed = fit(cell, data, device="cpu", checkpoint=ckpt)
+    assert resumed.history == [
+        {**h, "epoch_time_s": r["epoch_time_s"], "epoch_images_per_s": r["epoch_images_per_s"]}
+        for h, r in zip(full.history, resumed.history, strict=True)
+    ]
+    assert resumed.best_epoch == full.best_epoch and resumed.test_acc == full.test_acc
+    for k, v in full.best_state.items():
+        assert torch.equal(v, resumed.best_state[k]), k

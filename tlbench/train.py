@@ -20,6 +20,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from tlbench.checkpoint import Checkpointer
 from tlbench.data import AUGMENTATIONS, DatasetSplits, TensorSplit, make_augment
 from tlbench.grid import Cell
 from tlbench.models import build_model, data_config
@@ -194,6 +195,26 @@ class _EpochTimer:
         return time.perf_counter() - self._t0
 
 
+def _rng_states(gen: torch.Generator, aug_gen: torch.Generator, dev: torch.device) -> dict[str, Any]:
+    states = {"torch": torch.get_rng_state(), "gen": gen.get_state()}
+    if aug_gen is not gen:
+        states["aug_gen"] = aug_gen.get_state()
+    if dev.type == "cuda":
+        states["cuda"] = torch.cuda.get_rng_state(dev)
+    return states
+
+
+def _set_rng_states(
+    states: dict[str, Any], gen: torch.Generator, aug_gen: torch.Generator, dev: torch.device
+) -> None:
+    torch.set_rng_state(states["torch"])
+    gen.set_state(states["gen"])
+    if aug_gen is not gen and "aug_gen" in states:
+        aug_gen.set_state(states["aug_gen"])
+    if dev.type == "cuda" and "cuda" in states:
+        torch.cuda.set_rng_state(states["cuda"], dev)
+
+
 def can_cache_features(cell: Cell, phase: Phase) -> bool:
     """A frozen backbone seen through a deterministic transform gives the same features every
     epoch: compute them once and train the head on them."""
@@ -249,11 +270,15 @@ def fit(
     cache_features: bool = True,
     compile: bool = False,
     cudnn_benchmark: bool = True,
+    checkpoint: Checkpointer | None = None,
 ) -> Result:
     """Train ``cell`` on ``data``; evaluate the best-val checkpoint on test.
 
     ``cache_features``: head-only phases with a deterministic augmentation train on features
     computed once (several times faster, same result). ``compile``: ``torch.compile`` the model.
+    ``checkpoint``: the state is saved there after every epoch, and training resumes from what
+    it holds (model, optimizer, schedule, RNG states, history, best so far): on the CPU a resumed
+    cell ends exactly as an uninterrupted one.
     """
     rep = reporter or _NullReporter()
     dev = device if isinstance(device, torch.device) else pick_device(device)
@@ -303,6 +328,7 @@ def fit(
         channels_last=channels_last,
     )
 
+    resume = checkpoint.load() if checkpoint is not None else None
     trainable, total = apply_phase(model, phases[0])
     rep.on_start(
         {
@@ -317,6 +343,11 @@ def fit(
             "phases": ",".join(f"{p.name}:{p.epochs}" for p in phases),
             "feature_cache": ",".join(("cached" if c else "online") for c in cached),
             "compile": compile,
+            **(
+                {"resumed_from_epoch": int(resume["epoch"]), "resumed_last_epoch": resume["history"][-1]}
+                if resume
+                else {}
+            ),
         }
     )
 
@@ -326,9 +357,17 @@ def fit(
     train_time = 0.0
     images_seen = 0
     epoch = 0
+    if resume:
+        history, epoch = list(resume["history"]), int(resume["epoch"])
+        best_acc, best_epoch = float(resume["best_acc"]), int(resume["best_epoch"])
+        best_state = resume.get("best_state") or resume["model"]
+        train_time, images_seen = float(resume["train_time"]), int(resume["images_seen"])
+        max_trainable = int(resume["max_trainable"])
     timer = _EpochTimer(dev)
     features: dict[str, torch.Tensor] = {}
-    for phase, use_cache in zip(phases, cached, strict=True):
+    for phase_index, (phase, use_cache) in enumerate(zip(phases, cached, strict=True)):
+        if resume and phase_index < resume["phase"]:
+            continue  # done before the interruption
         trainable, total = apply_phase(model, phase)
         max_trainable = max(max_trainable, trainable)
         head = model.get_classifier()  # type: ignore[operator]
@@ -341,6 +380,14 @@ def fit(
             layer_decay=None if use_cache else phase.layer_decay,
         )
         scheduler = build_scheduler(optimizer, cfg, epochs=phase.epochs, updates_per_epoch=steps_per_epoch)
+        updates, first = 0, 0
+        if resume and phase_index == resume["phase"]:
+            model.load_state_dict(resume["model"])
+            optimizer.load_state_dict(resume["optimizer"])
+            scheduler.load_state_dict(resume["scheduler"])
+            updates, first = int(resume["updates"]), int(resume["phase_epoch"])
+            _set_rng_states(resume["rng"], gen, aug_gen, dev)
+            resume = None
         if use_cache and not features:
             timer.start()
             feat_kw = dict(batch_size=cfg.eval_batch_size, autocast=autocast, channels_last=channels_last)
@@ -349,8 +396,7 @@ def fit(
                 "val": extract_features(model, val_split, eval_tf, **feat_kw),
             }
             train_time += timer.stop()  # the one backbone pass counts as training time
-        updates = 0
-        for _ in range(phase.epochs):
+        for phase_epoch in range(first, phase.epochs):
             timer.start()
             perm = torch.randperm(n_train, generator=gen).to(dev)
             loss_sum = torch.zeros((), device=dev)
@@ -399,11 +445,32 @@ def fit(
                 "epoch_images_per_s": seen / max(epoch_time, 1e-9),
             }
             history.append({"epoch": float(epoch), **metrics})
-            rep.on_epoch(epoch, metrics)
             if val["acc"] > best_acc:
                 best_acc, best_epoch = val["acc"], epoch
                 best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
             epoch += 1
+            if checkpoint is not None:  # before reporting: an epoch MLflow shows is never lost
+                checkpoint.save(
+                    {
+                        "epoch": epoch,
+                        "phase": phase_index,
+                        "phase_epoch": phase_epoch + 1,
+                        "updates": updates,
+                        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+                        "optimizer": optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict(),
+                        "rng": _rng_states(gen, aug_gen, dev),
+                        "history": history,
+                        "best_acc": best_acc,
+                        "best_epoch": best_epoch,
+                        # the best weights, unless they are the model's current ones (saved above)
+                        **({"best_state": best_state} if best_epoch != epoch - 1 else {}),
+                        "train_time": train_time,
+                        "images_seen": images_seen,
+                        "max_trainable": max_trainable,
+                    }
+                )
+            rep.on_epoch(epoch - 1, metrics)
         features = features if (use_cache and phase.trainable == "head") else {}
 
     assert best_state is not None

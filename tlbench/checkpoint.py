@@ -1,0 +1,96 @@
+"""Per-epoch training checkpoints, so a killed or crashed cell resumes where it stopped.
+
+One folder per MLflow run (``<checkpoint dir>/<run id>/``) holds ``last.pt`` and ``prev.pt``:
+each epoch's state is written to a temporary file and renamed over ``last.pt`` after the old one
+became ``prev.pt``, so a crash mid-write never loses both. Files are read with
+``torch.load(weights_only=True)``: tensors, numbers, strings and containers only, never pickled
+objects. A file that cannot be read (truncated, corrupt, another cell's) falls back to the
+previous one, then to a clean start, with a warning.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+
+CHECKPOINT_ENV = "TLBENCH_CHECKPOINTS"
+FORMAT_VERSION = 1
+
+
+def checkpoint_root(path: str | Path | None = None) -> Path:
+    """``--checkpoint-dir`` > ``TLBENCH_CHECKPOINTS`` > ``./mlruns/checkpoints`` (a shared
+    filesystem path when cells may resume on another machine)."""
+    if path:
+        return Path(path).expanduser()
+    env = os.environ.get(CHECKPOINT_ENV)
+    return Path(env).expanduser() if env else Path("mlruns").resolve() / "checkpoints"
+
+
+class Checkpointer:
+    """Saves and restores the training state of one run (one cell attempt)."""
+
+    def __init__(self, folder: str | Path, cell_id: str):
+        self.folder = Path(folder)
+        self.cell_id = cell_id
+
+    @property
+    def last(self) -> Path:
+        return self.folder / "last.pt"
+
+    @property
+    def prev(self) -> Path:
+        return self.folder / "prev.pt"
+
+    def save(self, state: dict[str, Any]) -> None:
+        """Atomically replace ``last.pt`` (the old one is kept as ``prev.pt``)."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        tmp = self.folder / f".last.{os.getpid()}.tmp"
+        torch.save({"format": FORMAT_VERSION, "cell_id": self.cell_id, **state}, tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        if self.last.exists():
+            os.replace(self.last, self.prev)
+        os.replace(tmp, self.last)
+
+    def load(self) -> dict[str, Any] | None:
+        """The newest readable checkpoint of this cell, or None (nothing saved / nothing usable)."""
+        for path in (self.last, self.prev):
+            if not path.exists():
+                continue
+            try:
+                state = torch.load(path, map_location="cpu", weights_only=True)
+            except Exception as err:  # truncated, corrupt, or holding objects we will not unpickle
+                warnings.warn(
+                    f"checkpoint {path} is unreadable ({type(err).__name__}: {err}); trying an older one",
+                    stacklevel=2,
+                )
+                continue
+            if not isinstance(state, dict) or state.get("format") != FORMAT_VERSION:
+                warnings.warn(
+                    f"checkpoint {path} is not a tlbench v{FORMAT_VERSION} checkpoint; ignored", stacklevel=2
+                )
+                continue
+            if state.get("cell_id") != self.cell_id:
+                warnings.warn(
+                    f"checkpoint {path} belongs to cell {state.get('cell_id')}, not {self.cell_id}; ignored",
+                    stacklevel=2,
+                )
+                continue
+            return state
+        if self.last.exists() or self.prev.exists():
+            warnings.warn(
+                f"no usable checkpoint in {self.folder}; the cell starts from scratch", stacklevel=2
+            )
+        return None
+
+    def exists(self) -> bool:
+        return self.last.exists() or self.prev.exists()
+
+    def remove(self) -> None:
+        """Drop the folder once the run is FINISHED (its best weights are in MLflow)."""
+        shutil.rmtree(self.folder, ignore_errors=True)
