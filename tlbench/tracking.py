@@ -11,6 +11,7 @@ import contextlib
 import csv
 import functools
 import os
+import socket
 import subprocess
 import tempfile
 import threading
@@ -32,6 +33,9 @@ GRID_TAG = "tlbench.grid"
 REASON_TAG = "tlbench.failure_reason"
 VARIANT_TAG = "tlbench.variant"
 HEARTBEAT_TAG = "tlbench.heartbeat"  # unix time, refreshed while the run's process is alive
+CLAIMS_EXPERIMENT = "tlbench-claims"  # one short-lived run per cell being worked on, anywhere
+CLAIM_TAG = "tlbench.claim"
+RESUMES_TAG = "tlbench.resumes"
 
 
 def heartbeat_interval() -> float:
@@ -46,6 +50,15 @@ def stale_after() -> float:
     three missed beats plus a margin for a slow store (10 s, less for sub-second test beats)."""
     beat = heartbeat_interval()
     return 3 * beat + min(10.0, 5 * beat)
+
+
+def claim_grace(uri: str) -> float:
+    """Seconds a new claim waits before it looks for rivals (``TLBENCH_CLAIM_GRACE_S``): with one
+    clock (a local store) none is needed; across machines it absorbs their clock skew."""
+    env = os.environ.get("TLBENCH_CLAIM_GRACE_S")
+    if env is not None:
+        return float(env)
+    return 0.0 if uri.startswith("sqlite:") else 2.0
 
 
 CHECKPOINT_ARTIFACT = "checkpoint/best.safetensors"
@@ -111,22 +124,124 @@ class Tracker:
 
     def experiment_id(self, grid: str) -> str:
         """The grid's experiment, created on first use (safe if two processes race to create it)."""
+        return self._experiment(grid, {GRID_TAG: grid})
+
+    def _experiment(self, name: str, tags: dict[str, str]) -> str:
         from mlflow.exceptions import MlflowException
 
-        exp = self.client.get_experiment_by_name(grid)
+        exp = self.client.get_experiment_by_name(name)
         if exp is not None:
             if exp.lifecycle_stage == "deleted":
                 self.client.restore_experiment(exp.experiment_id)
             return exp.experiment_id
         try:
             return self.client.create_experiment(
-                grid, artifact_location=_local_artifact_root(self.uri), tags={GRID_TAG: grid}
+                name, artifact_location=_local_artifact_root(self.uri), tags=tags
             )
         except MlflowException:
-            exp = self.client.get_experiment_by_name(grid)
+            exp = self.client.get_experiment_by_name(name)
             if exp is None:
                 raise
             return exp.experiment_id
+
+    # claims: exactly one process works on a cell at a time, wherever it runs ---------------------
+    def claim(
+        self, experiment_id: str, cell: Cell, variant: str | None = None, *, force: bool = False
+    ) -> Claim | None:
+        """Claim a cell for this process, or None when it is FINISHED (unless ``force``) or a live
+        process holds it.
+
+        A claim is a run in the ``tlbench-claims`` experiment. Every claimant creates one, waits
+        ``claim_grace``, then looks at the live claims (fresh heartbeat) of the same cell: the
+        earliest (start time, then run id) wins, and a claim that already won always wins. All
+        claimants read the same rows of the same store, so they agree on the winner.
+        """
+        from mlflow.exceptions import MlflowException
+
+        if not force and cell.id in self.finished_runs(experiment_id, variant=variant):
+            return None
+        key = f"{experiment_id}/{cell.id}/{variant or ''}"
+        claims_exp = self._experiment(CLAIMS_EXPERIMENT, {})
+        run = self.client.create_run(
+            claims_exp, run_name=cell.name, tags={CLAIM_TAG: key, "tlbench.pid": str(os.getpid())}
+        )
+        claim = Claim(self, run.info.run_id)
+        grace = claim_grace(self.uri)
+        if grace:
+            time.sleep(grace)
+        rivals = self.client.search_runs(
+            [claims_exp], filter_string=f"tags.`{CLAIM_TAG}` = '{key}' and attributes.status = 'RUNNING'"
+        )
+        now, limit = time.time(), stale_after()
+        live = []
+        for r in rivals:
+            beat = float(r.data.tags.get(HEARTBEAT_TAG, r.info.start_time / 1000))
+            if now - beat <= limit:
+                live.append(r)
+            elif r.info.run_id != claim.run_id:  # its process is gone: clear the way
+                with contextlib.suppress(MlflowException):
+                    self.client.delete_run(r.info.run_id)
+        won = [r for r in live if r.data.tags.get("tlbench.won") and r.info.run_id != claim.run_id]
+        first = min(live, key=lambda r: (r.info.start_time, r.info.run_id), default=None)
+        if won or (first is not None and first.info.run_id != claim.run_id):
+            claim.release()
+            return None
+        self.client.set_tag(claim.run_id, "tlbench.won", "1")
+        if not force and cell.id in self.finished_runs(experiment_id, variant=variant):  # done meanwhile
+            claim.release()
+            return None
+        return claim
+
+    def is_claimed(self, experiment_id: str, cell_id: str, variant: str | None = None) -> bool:
+        """Does a live process (fresh heartbeat) hold this cell right now?"""
+        exp = self.client.get_experiment_by_name(CLAIMS_EXPERIMENT)
+        if exp is None:
+            return False
+        key = f"{experiment_id}/{cell_id}/{variant or ''}"
+        now, limit = time.time(), stale_after()
+        for r in self.client.search_runs(
+            [exp.experiment_id],
+            filter_string=f"tags.`{CLAIM_TAG}` = '{key}' and attributes.status = 'RUNNING'",
+        ):
+            if now - float(r.data.tags.get(HEARTBEAT_TAG, r.info.start_time / 1000)) <= limit:
+                return True
+        return False
+
+    def resumable_run(self, experiment_id: str, cell: Cell, variant: str | None = None) -> Any | None:
+        """The cell's newest run if it was KILLED (interrupted, reaped, its worker died) or is
+        RUNNING without a heartbeat: the next attempt continues it from its checkpoint."""
+        runs = self.client.search_runs(
+            [experiment_id],
+            filter_string=f"tags.`{CELL_ID_TAG}` = '{cell.id}'",
+            order_by=["start_time DESC"],
+            max_results=200,
+        )
+        for run in runs:
+            if run.data.tags.get(VARIANT_TAG) != variant:
+                continue
+            if run.info.status == "RUNNING":  # the caller holds the claim: a stale one is dead
+                beat = float(run.data.tags.get(HEARTBEAT_TAG, run.info.start_time / 1000))
+                if time.time() - beat > stale_after():
+                    self.client.set_tag(run.info.run_id, REASON_TAG, "stale: its process is gone")
+                    self.client.set_terminated(run.info.run_id, "KILLED")
+                    return self.client.get_run(run.info.run_id)
+            return run if run.info.status == "KILLED" else None
+        return None
+
+    def reopen_cell(self, run: Any, cell: Cell) -> CellRun:
+        """Continue a KILLED run: RUNNING again, its failure reason cleared, resumes counted."""
+        from mlflow.exceptions import MlflowException
+
+        run_id = run.info.run_id
+        self.client.update_run(run_id, status="RUNNING")
+        with contextlib.suppress(MlflowException):
+            self.client.delete_tag(run_id, REASON_TAG)
+        self.client.set_tag(run_id, RESUMES_TAG, str(int(run.data.tags.get(RESUMES_TAG, "0")) + 1))
+        self.client.set_tag(run_id, "tlbench.pid", str(os.getpid()))
+        self.client.set_tag(run_id, "tlbench.host", socket.gethostname())
+        cell_run = CellRun(self, run_id, cell)
+        cell_run.known_params = dict(run.data.params)
+        return cell_run
 
     def runs(self, experiment_id: str, status: str | None = None) -> list[Any]:
         """Every tlbench cell run of an experiment (optionally of one status), newest first."""
@@ -175,6 +290,8 @@ class Tracker:
             GRID_TAG: cell.grid,
             "tlbench.cell": cell.name,
             "tlbench.version": tlbench.__version__,
+            "tlbench.pid": str(os.getpid()),
+            "tlbench.host": socket.gethostname(),
         }
         commit = _git_commit()
         if commit:
@@ -235,6 +352,30 @@ class Tracker:
         return Path(self.client.download_artifacts(run_id, CHECKPOINT_ARTIFACT, str(dst_dir)))
 
 
+class Claim:
+    """This process's hold on a cell: a heartbeat while held, the claim run deleted on release."""
+
+    def __init__(self, tracker: Tracker, run_id: str):
+        self.client = tracker.client
+        self.run_id = run_id
+        self._stop = threading.Event()
+        self.client.set_tag(run_id, HEARTBEAT_TAG, f"{time.time():.3f}")
+        threading.Thread(target=self._heartbeat, name="tlbench-claim", daemon=True).start()
+
+    def _heartbeat(self) -> None:
+        while not self._stop.wait(heartbeat_interval()):
+            with contextlib.suppress(Exception):
+                self.client.set_tag(self.run_id, HEARTBEAT_TAG, f"{time.time():.3f}")
+
+    def release(self) -> None:
+        if self._stop.is_set():
+            return
+        self._stop.set()
+        with contextlib.suppress(Exception):
+            self.client.set_terminated(self.run_id, "FINISHED")
+            self.client.delete_run(self.run_id)
+
+
 class CellRun:
     """One cell's MLflow run; also the ``Reporter`` that ``train.fit`` sends epochs to."""
 
@@ -243,6 +384,7 @@ class CellRun:
         self.client = tracker.client
         self.run_id = run_id
         self.cell = cell
+        self.known_params: dict[str, str] = {}  # already logged (a resumed run): not logged again
         self._stop = threading.Event()
         self._beat()
         threading.Thread(target=self._heartbeat, name="tlbench-heartbeat", daemon=True).start()
@@ -258,7 +400,7 @@ class CellRun:
     def log_params(self, params: dict[str, Any]) -> None:
         from mlflow.entities import Param
 
-        items = [Param(k, str(v)[:6000]) for k, v in params.items()]
+        items = [Param(k, str(v)[:6000]) for k, v in params.items() if k not in self.known_params]
         for i in range(0, len(items), 100):
             self.client.log_batch(self.run_id, params=items[i : i + 100])
 
@@ -273,9 +415,15 @@ class CellRun:
     # Reporter protocol -----------------------------------------------------------------------
     def on_start(self, info: dict[str, Any]) -> None:
         self.client.set_tag(self.run_id, "tlbench.device", str(info.get("device", "")))
-        self.log_params(
-            {k: v for k, v in info.items() if k not in ("params_trainable", "params_total", "device")}
-        )
+        last = info.get("resumed_last_epoch")
+        if last is not None:  # killed between checkpointing an epoch and logging it: log it now
+            self.client.set_tag(self.run_id, "tlbench.resumed_from_epoch", str(info["resumed_from_epoch"]))
+            step = int(last["epoch"])
+            logged = {m.step for m in self.client.get_metric_history(self.run_id, "val_acc")}
+            if step not in logged:
+                self.log_metrics({k: v for k, v in last.items() if k != "epoch"}, step=step)
+        skip = ("params_trainable", "params_total", "device", "resumed_from_epoch", "resumed_last_epoch")
+        self.log_params({k: v for k, v in info.items() if k not in skip})
 
     def on_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
         self.log_metrics(metrics, step=epoch)

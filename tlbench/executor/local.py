@@ -62,6 +62,7 @@ def run_cells(
     fit_options: dict[str, Any] | None = None,
     variant: str | None = None,
     extra_params: dict[str, dict[str, Any]] | None = None,
+    checkpoint_dir: str | Path | None = None,
 ) -> list[CellOutcome]:
     """Run cells in order; artifacts of a finished cell are written while the next one trains.
 
@@ -82,7 +83,12 @@ def run_cells(
         TimeRemainingColumn(),
     )
     run_kw = dict(
-        data_dir=data_dir, device=device, grid_file=grid_file, fit_options=fit_options, variant=variant
+        data_dir=data_dir,
+        device=device,
+        grid_file=grid_file,
+        fit_options=fit_options,
+        variant=variant,
+        force=force,
     )
     try:
         with Progress(*columns, console=console, transient=False, refresh_per_second=4) as progress:
@@ -101,6 +107,21 @@ def _settle(outcomes: list[CellOutcome], name: str | None = None) -> None:
             except Exception as err:
                 o.status, o.reason = "FAILED", f"writing artifacts failed: {err}"
             o.pending = None
+
+
+def _wait_elsewhere(tracker: Tracker, experiment_id: str, source: CellOutcome, progress: Progress) -> None:
+    """A ``cell:`` source another process is training: wait while it holds it, then use its run."""
+    from tlbench.tracking import heartbeat_interval
+
+    progress.console.print(f"  waiting for {source.cell.name} (running in another process)")
+    variant = None
+    while tracker.is_claimed(experiment_id, source.cell.id, variant):
+        time.sleep(min(2.0, heartbeat_interval()))
+    done = tracker.finished_runs(experiment_id).get(source.cell.id)
+    if done is not None:
+        source.status, source.run_id, source.reason = "SKIPPED", done.info.run_id, "finished"
+    else:
+        source.status, source.reason = "FAILED", "its run elsewhere did not finish"
 
 
 def _loop(
@@ -125,6 +146,8 @@ def _loop(
         if cell.depends_on:
             _settle(outcomes, cell.depends_on)  # its checkpoint must be in the store first
             source = next((o for o in outcomes if o.cell.name == cell.depends_on), None)
+            if source is not None and source.reason == "running elsewhere":
+                _wait_elsewhere(tracker, experiment_id, source, progress)
             if source is not None and source.status == "FAILED":
                 failed[cell.depends_on] = source.reason
         if cell.depends_on in failed:
@@ -153,6 +176,8 @@ def _loop(
                 f"[green]✓[/] {cell.name}  test_acc {m['test_acc']:.4f}  "
                 f"best_val {m['best_val_acc']:.4f}  {time.perf_counter() - t0:.1f}s"
             )
+        elif outcome.status == "SKIPPED":  # another process finished it or is running it
+            progress.console.print(f"[yellow]↷[/] {cell.name}  {outcome.reason}")
         else:
             failed[cell.name] = outcome.reason
             progress.console.print(f"[red]✗[/] {cell.name}  {outcome.status}: {outcome.reason}")
