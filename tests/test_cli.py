@@ -162,10 +162,10 @@ def test_failed_cell_is_recorded_and_the_grid_continues(write_grid, store):
     assert "RUNNING" not in {r.info.status for r in runs}
 
 
-def _start_and_wait_mid_cell(grid, store, *, stdout, **env):
+def _start_and_wait_mid_cell(grid, store, *, stdout, _extra=(), **env):
     """`tlbench run` in a subprocess; returns it and the first run seen RUNNING after an epoch."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tlbench.cli", "run", "--grid", str(grid), "--tracking-uri", store],
+        [sys.executable, "-m", "tlbench.cli", "run", "--grid", str(grid), "--tracking-uri", store, *_extra],
         stdout=stdout,
         stderr=subprocess.STDOUT if stdout == subprocess.PIPE else subprocess.DEVNULL,
         env={**os.environ, "PYTHONUNBUFFERED": "1", **env},
@@ -187,8 +187,9 @@ def _start_and_wait_mid_cell(grid, store, *, stdout, **env):
 
 
 @pytest.mark.slow
-def test_ctrl_c_marks_the_run_killed_and_the_next_run_completes(write_grid, store, tmp_path):
+def test_ctrl_c_marks_the_run_killed_and_the_next_run_completes(write_grid, store, tmp_path, monkeypatch):
     grid = write_grid(TRANSFER_GRID.replace("epochs: 2", "epochs: 40"))
+    monkeypatch.setenv("TLBENCH_CHECKPOINTS", str(tmp_path / "ckpt"))
     proc, running = _start_and_wait_mid_cell(grid, store, stdout=subprocess.PIPE)
     client = MlflowClient(store)
     proc.send_signal(signal.SIGINT)
@@ -197,12 +198,14 @@ def test_ctrl_c_marks_the_run_killed_and_the_next_run_completes(write_grid, stor
     killed = client.get_run(running.info.run_id)
     assert killed.info.status == "KILLED"
     assert killed.data.tags["tlbench.failure_reason"] == "interrupted"
+    assert (tmp_path / "ckpt" / running.info.run_id / "last.pt").exists()  # the last epoch is kept
 
     result = _invoke("run", "--grid", str(grid), "--tracking-uri", store)
     assert result.exit_code == 0, result.output
     runs = _runs(store, "e2e")[1]
-    finished = {r.info.run_name for r in runs if r.info.status == "FINISHED"}
-    assert len(finished) == 3
+    finished = [r.info.run_name for r in runs if r.info.status == "FINISHED"]
+    assert len(finished) == len(set(finished)) == 3
+    assert client.get_run(running.info.run_id).info.status == "FINISHED"  # continued, not redone
     assert "RUNNING" not in {r.info.status for r in runs}
 
 
@@ -288,8 +291,11 @@ augmentations: [none]
 
 
 @pytest.mark.slow
-def test_a_sigkilled_run_is_reaped_by_heartbeat_and_the_grid_completes(write_grid, store, monkeypatch):
+def test_a_sigkilled_run_resumes_from_its_checkpoint_into_the_same_run(
+    write_grid, store, monkeypatch, tmp_path
+):
     grid = write_grid(TRANSFER_GRID.replace("epochs: 2", "epochs: 40"))
+    monkeypatch.setenv("TLBENCH_CHECKPOINTS", str(tmp_path / "ckpt"))
     proc, running = _start_and_wait_mid_cell(
         grid, store, stdout=subprocess.DEVNULL, TLBENCH_HEARTBEAT_S="0.5"
     )
@@ -303,11 +309,19 @@ def test_a_sigkilled_run_is_reaped_by_heartbeat_and_the_grid_completes(write_gri
     result = _invoke("run", "--grid", str(grid), "--tracking-uri", store)
     assert result.exit_code == 0, result.output
     assert "KILLED whose process is gone" in result.output
-    dead = client.get_run(running.info.run_id)
-    assert dead.info.status == "KILLED" and "no heartbeat" in dead.data.tags["tlbench.failure_reason"]
+    # the killed cell resumed from its last epoch's checkpoint into the same run
+    resumed = client.get_run(running.info.run_id)
+    assert resumed.info.status == "FINISHED" and resumed.data.tags["tlbench.resumes"] == "1"
+    assert "tlbench.failure_reason" not in resumed.data.tags
+    start = int(resumed.data.tags["tlbench.resumed_from_epoch"])
+    assert start >= 1  # it had done at least one epoch before the kill: not restarted from 0
+    steps = sorted(m.step for m in client.get_metric_history(running.info.run_id, "val_acc"))
+    assert steps == list(range(40))  # every epoch once: metrics continue, not restart
     runs = _runs(store, "e2e")[1]
     assert "RUNNING" not in {r.info.status for r in runs}
-    assert len({r.info.run_name for r in runs if r.info.status == "FINISHED"}) == 3
+    finished = [r.info.run_name for r in runs if r.info.status == "FINISHED"]
+    assert len(finished) == len(set(finished)) == 3  # one FINISHED run per cell
+    assert not (tmp_path / "ckpt" / running.info.run_id).exists()  # dropped once FINISHED
 
 
 def test_a_live_run_is_not_reaped(store):
@@ -336,3 +350,46 @@ def test_fit_options_reach_the_run(write_grid, store):
         _, runs = _runs(store, "e2e")
         probe = next(r for r in runs if "linear_probe" in r.info.run_name)  # newest first
         assert probe.data.params["feature_cache"] == path
+
+
+@pytest.mark.slow
+def test_two_runs_at_once_finish_every_cell_exactly_once(write_grid, store):
+    grid = write_grid(
+        TRANSFER_GRID.replace("epochs: 2", "epochs: 4").replace(
+            "strategies: [linear_probe, scratch]", "strategies: [linear_probe, scratch, finetune, lp_ft]"
+        )
+    )
+    cmd = [sys.executable, "-m", "tlbench.cli", "run", "--grid", str(grid), "--tracking-uri", store]
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for _ in range(2)]
+    outs = [p.communicate(timeout=400)[0].decode() for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    runs = _runs(store, "e2e")[1]
+    finished = [r.info.run_name for r in runs if r.info.status == "FINISHED"]
+    assert sorted(finished) == sorted(set(finished)) and len(finished) == 5  # each cell once
+    assert len(runs) == 5  # and no second run of any cell, in any state
+    assert all("✓" in o for o in outs)  # both processes trained something
+
+
+@pytest.mark.slow
+def test_a_pool_worker_killed_mid_cell_is_replaced_and_the_cell_resumes(write_grid, store, tmp_path):
+    grid = write_grid(TRANSFER_GRID.replace("epochs: 2", "epochs: 30"))
+    env = {"TLBENCH_CHECKPOINTS": str(tmp_path / "ckpt"), "TLBENCH_HEARTBEAT_S": "1"}
+    proc, running = _start_and_wait_mid_cell(
+        grid, store, stdout=subprocess.PIPE, _extra=["--workers", "2"], **env
+    )
+    worker = int(running.data.tags["tlbench.pid"])
+    assert worker != proc.pid  # the cell runs in a worker process, not in the parent
+    os.kill(worker, signal.SIGKILL)  # like the kernel's OOM killer
+    out, _ = proc.communicate(timeout=300)
+    out = out.decode()
+    assert proc.returncode == 0, out
+    assert "worker died (killed by SIGKILL); retry 1/2" in out
+    client = MlflowClient(store)
+    resumed = client.get_run(running.info.run_id)
+    assert resumed.info.status == "FINISHED" and resumed.data.tags["tlbench.resumes"] == "1"
+    assert int(resumed.data.tags["tlbench.pid"]) != worker  # finished by the replacement worker
+    steps = sorted(m.step for m in client.get_metric_history(running.info.run_id, "val_acc"))
+    assert steps == list(range(30))
+    runs = _runs(store, "e2e")[1]
+    finished = [r.info.run_name for r in runs if r.info.status == "FINISHED"]
+    assert len(finished) == len(set(finished)) == 3 and len(runs) == 3

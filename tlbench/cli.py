@@ -221,6 +221,43 @@ def _print_inputs(items: list[Any], title: str) -> None:
     help="train frozen-backbone heads on features computed once (deterministic augmentation only)",
 )
 @click.option(
+    "--workers",
+    "-w",
+    default="1",
+    show_default=True,
+    help="worker processes: N, or auto = one per visible GPU (1 = this process, no pool)",
+)
+@click.option(
+    "--cells-per-gpu",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="pack k small cells per GPU",
+)
+@click.option(
+    "--retries",
+    default=2,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="re-runs of a cell whose worker died",
+)
+@click.option(
+    "--backend",
+    type=click.Choice(["local", "ray"]),
+    default="local",
+    show_default=True,
+    help="ray: each cell a Ray task on a cluster (pip install 'tlbench[ray]')",
+)
+@click.option(
+    "--address", default=None, help="Ray cluster: auto, HOST:PORT or ray://HOST:10001 (default auto)"
+)
+@click.option(
+    "--checkpoint-dir",
+    envvar="TLBENCH_CHECKPOINTS",
+    default=None,
+    help="per-epoch checkpoints (default ./mlruns/checkpoints; a shared path for several machines)",
+)
+@click.option(
     "--tuned",
     is_flag=True,
     help="train each cell with its Optuna study's best lr and batch size (a 'tuned' run beside the plain one)",
@@ -236,11 +273,17 @@ def run(
     device: str,
     compile_: bool,
     feature_cache: bool,
+    workers: str,
+    cells_per_gpu: int,
+    retries: int,
+    backend: str,
+    address: str | None,
+    checkpoint_dir: str | None,
     tuned: bool,
     storage: str | None,
 ) -> None:
     """Train every (selected) cell of a grid and track it in MLflow."""
-    from tlbench.executor import run_cells
+    from tlbench.executor import execute
     from tlbench.grid import with_dependencies
     from tlbench.report import render_summary, summary_frame
     from tlbench.tracking import Tracker
@@ -257,7 +300,15 @@ def run(
         + f" → MLflow {tracker.uri} (experiment {spec.name!r})",
         highlight=False,
     )
+    if workers != "auto" and not (workers.isdigit() and int(workers) >= 1):
+        _fail(f"--workers {workers!r}: give a number of workers (1, 2, ...) or auto")
     run_kw: dict[str, Any] = dict(
+        backend=backend,
+        workers=workers,
+        cells_per_gpu=cells_per_gpu,
+        retries=retries,
+        address=address,
+        checkpoint_dir=checkpoint_dir,
         force=force,
         data_dir=data_dir,
         device=device,
@@ -269,7 +320,7 @@ def run(
         if tuned:
             outcomes = _run_tuned(chosen, todo, tracker, exp_id, storage, grid, run_kw)
         else:
-            outcomes = run_cells(todo, tracker, exp_id, **run_kw)
+            outcomes = execute(todo, tracker, exp_id, **run_kw)
     except KeyboardInterrupt:
         err_console.print("[yellow]interrupted:[/] the current run is marked KILLED; run again to continue")
         sys.exit(130)
@@ -292,7 +343,7 @@ def _run_tuned(
     """``run --tuned``: the ``cell:`` sources as they are, then each cell with its study's best
     lr and batch size, as ``tuned`` runs whose params say where the values came from."""
     from tlbench.dburl import redact
-    from tlbench.executor import run_cells
+    from tlbench.executor import execute
     from tlbench.tune import best_params, resolve_storage_url, with_hparams
 
     url = resolve_storage_url(storage)
@@ -319,8 +370,8 @@ def _run_tuned(
         _fail("no selected cell has a tuning study with a complete trial; run tlbench tune first")
     chosen_ids = {c.id for c in chosen}
     sources = [c for c in todo if c.id not in chosen_ids]
-    outcomes = run_cells(sources, tracker, exp_id, **run_kw) if sources else []
-    return outcomes + run_cells(tuned_cells, tracker, exp_id, variant="tuned", extra_params=extra, **run_kw)
+    outcomes = execute(sources, tracker, exp_id, **run_kw) if sources else []
+    return outcomes + execute(tuned_cells, tracker, exp_id, variant="tuned", extra_params=extra, **run_kw)
 
 
 @main.command()
@@ -513,6 +564,58 @@ def ui(tracking_uri: str | None, host: str, port: int) -> None:
     if uri.startswith("sqlite:///"):
         cmd += ["--default-artifact-root", (DEFAULT_STORE_DIR / "artifacts").resolve().as_uri()]
     err_console.print(f"MLflow UI on http://{host}:{port} over {uri}", highlight=False)
+    try:
+        sys.exit(subprocess.call(cmd, env=os.environ.copy()))
+    except KeyboardInterrupt:
+        sys.exit(0)
+
+
+@main.command()
+@click.option(
+    "--backend-store-uri",
+    envvar="TLBENCH_SERVER_STORE",
+    required=True,
+    help="database of runs: postgresql://USER:PASS@HOST:5432/DB (pip install 'tlbench[postgres]')",
+)
+@click.option(
+    "--artifacts-destination",
+    default=None,
+    help="where the server keeps artifacts (default ./mlruns/server-artifacts; or s3://...)",
+)
+@click.option(
+    "--host", default="127.0.0.1", show_default=True, help="bind address (0.0.0.0 lets other machines in)"
+)
+@click.option("--port", default=5000, show_default=True, type=int)
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(min=1), help="server processes")
+@click.option(
+    "--allowed-hosts", default=None, help="Host headers MLflow accepts when exposed, e.g. 'mlflow.lan:5000'"
+)
+def server(
+    backend_store_uri: str,
+    artifacts_destination: str | None,
+    host: str,
+    port: int,
+    workers: int,
+    allowed_hosts: str | None,
+) -> None:
+    """Start an MLflow tracking server on a shared database, for many machines (127.0.0.1 unless --host)."""
+    from tlbench.server import describe, server_command
+
+    try:
+        cmd = server_command(
+            backend_store_uri,
+            host=host,
+            port=port,
+            artifacts_destination=artifacts_destination,
+            workers=workers,
+            allowed_hosts=allowed_hosts,
+        )
+    except ValueError as err:
+        _fail(str(err))
+    err_console.print(f"MLflow server on http://{host}:{port}: {describe(cmd)}", highlight=False)
+    err_console.print(
+        f"workers: tlbench run --grid NAME --tracking-uri http://{host}:{port}", highlight=False
+    )
     try:
         sys.exit(subprocess.call(cmd, env=os.environ.copy()))
     except KeyboardInterrupt:
