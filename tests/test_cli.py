@@ -187,12 +187,19 @@ def _start_and_wait_mid_cell(grid, store, *, stdout, _extra=(), **env):
 
 
 @pytest.mark.slow
-def test_ctrl_c_marks_the_run_killed_and_the_next_run_completes(write_grid, store, tmp_path, monkeypatch):
+@pytest.mark.parametrize(
+    "sig, extra",
+    [(signal.SIGINT, []), (signal.SIGTERM, ["--workers", "2"])],
+    ids=["ctrl-c", "sigterm-pool"],
+)
+def test_ctrl_c_marks_the_run_killed_and_the_next_run_completes(
+    write_grid, store, tmp_path, monkeypatch, sig, extra
+):
     grid = write_grid(TRANSFER_GRID.replace("epochs: 2", "epochs: 40"))
     monkeypatch.setenv("TLBENCH_CHECKPOINTS", str(tmp_path / "ckpt"))
-    proc, running = _start_and_wait_mid_cell(grid, store, stdout=subprocess.PIPE)
+    proc, running = _start_and_wait_mid_cell(grid, store, stdout=subprocess.PIPE, _extra=extra)
     client = MlflowClient(store)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)  # SIGTERM reaches only the parent: it passes the interrupt to its workers
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 130, out.decode()
     killed = client.get_run(running.info.run_id)
@@ -393,3 +400,22 @@ def test_a_pool_worker_killed_mid_cell_is_replaced_and_the_cell_resumes(write_gr
     runs = _runs(store, "e2e")[1]
     finished = [r.info.run_name for r in runs if r.info.status == "FINISHED"]
     assert len(finished) == len(set(finished)) == 3 and len(runs) == 3
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_out_of_memory_is_retried_with_half_the_batch(write_grid, store, monkeypatch, workers):
+    """CUDA OOM cannot happen on a CPU: TLBENCH_SIMULATE_OOM_ABOVE raises the real
+    torch.cuda.OutOfMemoryError for batches above a size, where the training would start."""
+    grid = write_grid(TRANSFER_GRID.replace("batch_size: 32", "batch_size: 64"))
+    monkeypatch.setenv("TLBENCH_SIMULATE_OOM_ABOVE", "20")
+    result = _invoke("run", "--grid", str(grid), "--tracking-uri", store, "--workers", workers)
+    assert result.exit_code == 0, result.output
+    runs = _runs(store, "e2e")[1]
+    finished = [r for r in runs if r.info.status == "FINISHED"]
+    assert len(finished) == 3 and len({r.info.run_name for r in finished}) == 3
+    for r in finished:  # 64 -> 32 -> 16: two halvings, each a fresh run
+        assert r.data.params["batch_size"] == "16"
+        assert r.data.params["oom_batch_size_from"] == "64"  # what the grid asked for
+        assert r.data.tags["tlbench.oom_retry"] == "batch size halved from 32"
+    failed = [r for r in runs if r.info.status == "FAILED"]
+    assert len(failed) == 6 and all(r.data.tags["tlbench.failure_reason"].startswith("oom") for r in failed)

@@ -21,7 +21,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from tlbench.executor.cell import CellOutcome, run_cell
+from tlbench.executor.cell import OOM_REASON, CellOutcome, run_cell
 from tlbench.grid import Cell
 from tlbench.tracking import Tracker
 
@@ -109,6 +109,46 @@ def _settle(outcomes: list[CellOutcome], name: str | None = None) -> None:
             o.pending = None
 
 
+def _retry_oom(
+    cell: Cell,
+    tracker: Tracker,
+    experiment_id: str,
+    progress: Progress,
+    reporter: Any,
+    run_kw: dict[str, Any],
+    extra_params: dict[str, dict[str, Any]],
+) -> CellOutcome:
+    """CUDA ran out of memory: free the cache and try again with half the batch, down to 1."""
+    import dataclasses
+
+    import torch
+
+    outcome = CellOutcome(cell, "FAILED", reason=OOM_REASON)
+    bs = cell.train.batch_size
+    while outcome.reason == OOM_REASON and bs > 1:
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        half = bs // 2
+        progress.console.print(
+            f"[yellow]{cell.name}: out of memory at batch size {bs}; retrying with {half}[/]"
+        )
+        smaller = dataclasses.replace(cell, train=cell.train.model_copy(update={"batch_size": half}))
+        params = {**extra_params.get(cell.id, {}), "oom_batch_size_from": cell.train.batch_size}
+        tags = {"tlbench.oom_retry": f"batch size halved from {bs}"}
+        outcome = run_cell(
+            smaller,
+            tracker,
+            experiment_id,
+            progress=reporter,
+            background_finish=True,
+            extra_params=params,
+            extra_tags=tags,
+            **run_kw,
+        )
+        bs = half
+    return outcome
+
+
 def _wait_elsewhere(tracker: Tracker, experiment_id: str, source: CellOutcome, progress: Progress) -> None:
     """A ``cell:`` source another process is training: wait while it holds it, then use its run."""
     from tlbench.tracking import heartbeat_interval
@@ -169,6 +209,8 @@ def _loop(
             extra_params=extra_params.get(cell.id),
             **run_kw,
         )
+        if outcome.reason == OOM_REASON and cell.train.batch_size > 1:
+            outcome = _retry_oom(cell, tracker, experiment_id, progress, reporter, run_kw, extra_params)
         outcomes.append(outcome)
         if outcome.status == "FINISHED":
             m = outcome.metrics

@@ -342,7 +342,8 @@ def _handle(
                 **(task.extra_tags or {}),
                 "tlbench.oom_retry": f"batch size halved from {task.cell.train.batch_size}",
             }
-            params = {**(task.extra_params or {}), "oom_batch_size_from": task.cell.train.batch_size}
+            asked = (task.extra_params or {}).get("oom_batch_size_from", task.cell.train.batch_size)
+            params = {**(task.extra_params or {}), "oom_batch_size_from": asked}  # what the grid asked
             state.pending.appendleft(_Task(cell, task.attempts, params, tags))
             _replace(pool, w, ctx, events, cfg)  # a fresh process: no fragmented CUDA memory
             return
