@@ -360,3 +360,27 @@ def test_dashboard_serves_the_studies_on_loopback(store, tmp_path):
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_tune_workers_share_the_study_between_processes(write_grid, store, tmp_path):
+    grid = str(write_grid(PROBE_GRID))
+    journal = str(tmp_path / "j.journal")
+    # a subprocess, so that both processes start cold (in-process, the first one would be done
+    # with all trials before its helper has imported torch)
+    result = subprocess.run(
+        [sys.executable, "-m", "tlbench.cli", "tune", "--grid", grid, "--tracking-uri", store,
+         "--storage", journal, "--trials", "8", "--pruner", "none", "--workers", "2"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "2 tuning processes share each study" in output
+    trials = counted(_study(_cell(), Path(journal)).get_trials())
+    assert len(trials) == 8 and all(t.state == TrialState.COMPLETE for t in trials)
+    client = MlflowClient(store)
+    runs = client.search_runs([client.get_experiment_by_name("tunegrid").experiment_id])
+    trial_runs = [r for r in runs if r.data.tags.get("tlbench.variant") == "trial"]
+    assert len(trial_runs) == 8
+    assert len({r.data.tags["tlbench.pid"] for r in trial_runs}) == 2  # both processes trained trials
+    assert "complete" in output and "8" in output

@@ -331,6 +331,64 @@ def run(
         _fail(f"{len(failed)} of {len(outcomes)} cells failed (reasons above and in MLflow)", code=1)
 
 
+def _tune_helpers(workers: str, url: str, seed: int | None) -> list[subprocess.Popen[bytes]]:
+    """``tune --workers N``: N-1 more ``tlbench tune`` processes with the same arguments on the
+    same storage (each pinned to its GPU, or with its share of the CPU cores); studies are shared
+    through the storage, so together they run exactly --trials trials per study."""
+    from tlbench.executor.pool import plan_slots
+
+    if workers != "auto" and not (workers.isdigit() and int(workers) >= 1):
+        _fail(f"--workers {workers!r}: give a number of processes (1, 2, ...) or auto")
+    slots = plan_slots(workers)
+    if len(slots) <= 1:
+        return []
+    params = click.get_current_context().params
+    args = ["tune", "--grid", params["grid"], "--trials", str(params["trials"]), "--pruner", params["pruner"]]
+    for pattern in params["select"]:
+        args += ["--select", pattern]
+    for key, flag in (("tracking_uri", "--tracking-uri"), ("data_dir", "--data-dir"), ("device", "--device")):
+        if params.get(key):
+            args += [flag, str(params[key])]
+    args += ["--storage", url]
+    procs = []
+    for i, slot in enumerate(slots[1:], start=1):
+        env = {**os.environ, "OMP_NUM_THREADS": str(slot.threads)}
+        if slot.gpu is not None:
+            env["CUDA_VISIBLE_DEVICES"] = slot.gpu
+        extra = ["--seed", str(seed + i)] if seed is not None else []  # different proposals per process
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "tlbench.cli", *args, *extra], env=env, stdout=subprocess.DEVNULL
+            )
+        )
+    first = slots[0]
+    if first.gpu is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = first.gpu
+    import torch
+
+    torch.set_num_threads(first.threads)
+    err_console.print(f"{len(slots)} tuning processes share each study", highlight=False)
+    return procs
+
+
+def _stop_helpers(helpers: list[subprocess.Popen[bytes]]) -> None:
+    for h in helpers:
+        if h.poll() is None:
+            h.send_signal(signal.SIGINT)
+    for h in helpers:
+        try:
+            h.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            h.kill()
+
+
+def _resummarize(summary: Any, url: str) -> Any:
+    """The study as all processes left it (this process's summary saw only its own end)."""
+    from tlbench.tune import study_status
+
+    return study_status(summary.cell, url) or summary
+
+
 def _run_tuned(
     chosen: list[Any],
     todo: list[Any],
@@ -392,6 +450,13 @@ def _run_tuned(
     "--seed", type=int, default=None, help="sampler seed (leave unset when several processes share a study)"
 )
 @click.option("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
+@click.option(
+    "--workers",
+    "-w",
+    default="1",
+    show_default=True,
+    help="tuning processes sharing each study: N, or auto = one per visible GPU",
+)
 @_clean_errors
 def tune(
     grid: str,
@@ -403,6 +468,7 @@ def tune(
     pruner: str,
     seed: int | None,
     device: str,
+    workers: str,
 ) -> None:
     """Tune lr and batch size of each (selected) cell with an Optuna study of N trials.
 
@@ -421,6 +487,7 @@ def tune(
     _sigterm_as_interrupt()
     url = resolve_storage_url(storage)
     open_storage(url)  # a bad URL fails here, before any training
+    helpers = _tune_helpers(workers, url, seed)  # more processes on the same studies
     tracker = Tracker(tracking_uri)
     exp_id = tracker.experiment_id(spec.name)
     reaped = tracker.reap_stale(exp_id)
@@ -473,11 +540,17 @@ def tune(
                     )
                 )
     except KeyboardInterrupt:
+        _stop_helpers(helpers)
         err_console.print(
             "[yellow]interrupted:[/] the current trial is failed and queued again; "
             "run the same command to continue the study"
         )
         sys.exit(130)
+    for h in helpers:
+        if h.wait() != 0:
+            err_console.print(f"[yellow]a helper tuning process exited with {h.returncode}[/]")
+    if helpers:  # the summary after every process is done
+        summaries = [_resummarize(s, url) for s in summaries]
     table = Table(title=f"tuning: grid {spec.name}")
     for col in ("cell", "complete", "pruned", "failed", "best val_acc", "best lr", "best batch", "study"):
         table.add_column(col, overflow="fold")

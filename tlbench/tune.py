@@ -473,7 +473,12 @@ def _run_trial(
             study.enqueue_trial(dict(trial.params), user_attrs={RETRY_OF_ATTR: trial.number})
         raise
     except Exception as err:  # a diverging lr or a broken cell fails this trial, not the study
-        reason = err.reason if isinstance(err, NonFiniteLossError) else f"{type(err).__name__}: {err}"
+        if isinstance(err, NonFiniteLossError):
+            reason = err.reason
+        elif _is_oom(err):  # the batch size is what is being tuned: an OOM is this trial's result
+            reason = "oom"
+        else:
+            reason = f"{type(err).__name__}: {err}"
         trial.set_user_attr("tlbench.failure_reason", str(reason)[:500])
         if run is not None:
             run.client.set_tag(run.run_id, "optuna.trial_state", "FAIL")
@@ -481,6 +486,12 @@ def _run_trial(
         return study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
     finally:
         beat.stop()
+
+
+def _is_oom(err: BaseException) -> bool:
+    import torch
+
+    return isinstance(err, torch.cuda.OutOfMemoryError)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -579,6 +590,31 @@ def _figure_of(ax: Any) -> Any:
 
     first = np.ravel(ax)[0] if isinstance(ax, np.ndarray) else ax
     return getattr(first, "figure", None)
+
+
+def study_status(cell: Cell, storage_url: str | None = None) -> StudySummary | None:
+    """Counts and best trial of the cell's study as stored now (None if it has no study)."""
+    import optuna
+    from optuna.trial import TrialState
+
+    try:
+        study = optuna.load_study(study_name=study_name(cell), storage=open_storage(storage_url))
+    except KeyError:
+        return None
+    mine = counted(study.get_trials(deepcopy=False))
+    complete = [t for t in mine if t.state == TrialState.COMPLETE]
+    best = max(complete, key=lambda t: t.value or -math.inf) if complete else None
+    return StudySummary(
+        cell=cell,
+        study=study.study_name,
+        complete=len(complete),
+        pruned=sum(t.state == TrialState.PRUNED for t in mine),
+        failed=sum(t.state == TrialState.FAIL for t in mine),
+        best_value=best.value if best else None,
+        best_params=dict(best.params) if best else {},
+        best_trial=best.number if best else None,
+        parent_run_id=study.user_attrs.get(PARENT_RUN_ATTR),
+    )
 
 
 def best_params(cell: Cell, storage_url: str | None = None) -> dict[str, Any] | None:
