@@ -105,17 +105,29 @@ def postgres_server():
 
 
 @pytest.fixture
-def postgres_url(postgres_server, request) -> str:
-    """A fresh database on the session's PostgreSQL server, as a SQLAlchemy URL."""
+def make_postgres_db(postgres_server, request):
+    """Creates fresh databases on the session's PostgreSQL server; returns their URLs."""
     import re
 
     import sqlalchemy
 
-    name = "t_" + re.sub(r"\W", "_", request.node.name.lower())[:50]
+    from tlbench.dburl import with_driver
+
     base = "postgresql://{user}@{host}:{port}".format(**postgres_server)
-    engine = sqlalchemy.create_engine(f"{base}/postgres", isolation_level="AUTOCOMMIT")
-    with engine.connect() as conn:
-        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}"')
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    engine.dispose()
-    return f"{base}/{name}"
+
+    def make(suffix: str = "") -> str:
+        name = ("t_" + re.sub(r"\W", "_", request.node.name.lower()))[:50] + suffix
+        engine = sqlalchemy.create_engine(with_driver(f"{base}/postgres"), isolation_level="AUTOCOMMIT")
+        with engine.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}"')
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        engine.dispose()
+        return f"{base}/{name}"
+
+    return make
+
+
+@pytest.fixture
+def postgres_url(make_postgres_db) -> str:
+    """A fresh database on the session's PostgreSQL server, as a URL."""
+    return make_postgres_db()
