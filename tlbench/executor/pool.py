@@ -203,6 +203,7 @@ def run_pool(
         overall = progress.add_task("cells", total=len(cells), completed=len(outcomes))
         rows = {s.index: progress.add_task(f"  w{s.index} idle", total=1, visible=True) for s in slots}
         state = _PoolState(tracker, progress, overall, rows, outcomes, pending, retries, console)
+        state.summarize()
         try:
             for s in slots:
                 pool[s.index] = _start_worker(ctx, s, events, cfg)
@@ -236,9 +237,20 @@ class _PoolState:
     console: Console
     running: set[str] = field(default_factory=set)  # names of the cells workers are on
 
+    def summarize(self) -> None:
+        """The overall bar's label: cells running, done and failed across all workers."""
+        done = sum(o.status == "FINISHED" for o in self.outcomes.values())
+        failed = sum(o.status == "FAILED" for o in self.outcomes.values())
+        self.progress.update(
+            self.overall,
+            completed=len(self.outcomes),
+            description=f"cells: {len(self.running)} running · {done} done · {failed} failed",
+        )
+
     def record(self, outcome: CellOutcome) -> None:
         self.outcomes[outcome.cell.name] = outcome
-        self.progress.update(self.overall, completed=len(self.outcomes))
+        self.running.discard(outcome.cell.name)
+        self.summarize()
         c, m = outcome.cell, outcome.metrics
         if outcome.status == "FINISHED":
             self.console.print(
@@ -287,6 +299,7 @@ def _dispatch(pool: dict[int, _Worker], state: _PoolState) -> None:
             w.task, w.run_id, w.claim_id, w.started = task, None, None, time.time()
             w.tasks.put(task)
             state.running.add(task.cell.name)
+            state.summarize()
             state.progress.update(
                 state.rows[w.slot.index],
                 description=f"  w{w.slot.index} {task.cell.name}",
