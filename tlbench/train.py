@@ -22,6 +22,7 @@ import torch.nn.functional as F
 
 from tlbench.checkpoint import Checkpointer
 from tlbench.data import AUGMENTATIONS, DatasetSplits, TensorSplit, make_augment
+from tlbench.data.stream import image_batches, loader_workers
 from tlbench.grid import Cell
 from tlbench.models import build_model, data_config
 from tlbench.optim import build_optimizer, build_scheduler
@@ -147,8 +148,9 @@ def evaluate(
     correct5 = torch.zeros((), device=device, dtype=torch.long)
     confusion = torch.zeros(num_classes * num_classes, device=device, dtype=torch.long)
     k = min(5, num_classes)
-    for idx in _batches(len(split), batch_size, None):
-        x = transform(split.images[idx], None)
+    batches = _batches(len(split), batch_size, None)
+    for idx, pixels in zip(batches, image_batches(split.images, batches, device), strict=True):
+        x = transform(pixels, None)
         y = split.labels[idx]
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
@@ -170,7 +172,9 @@ def evaluate(
 
 
 def _to_device(split: TensorSplit, device: torch.device) -> TensorSplit:
-    return TensorSplit(split.images.to(device, non_blocking=True), split.labels.to(device, non_blocking=True))
+    """The whole split on the device; a streamed one moves its labels (pixels come per batch)."""
+    images = split.images if split.streamed else split.images.to(device, non_blocking=True)
+    return TensorSplit(images, split.labels.to(device, non_blocking=True))
 
 
 class _EpochTimer:
@@ -233,10 +237,11 @@ def extract_features(
 ) -> torch.Tensor:
     """Pre-logits features (what the classifier sees) of a whole split, in eval mode."""
     model.eval()
-    dev = split.images.device
+    dev = split.labels.device
     out = []
-    for idx in _batches(len(split), batch_size, None):
-        x = transform(split.images[idx], None)
+    batches = _batches(len(split), batch_size, None)
+    for pixels in image_batches(split.images, batches, dev):
+        x = transform(pixels, None)
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=autocast):
@@ -342,6 +347,7 @@ def fit(
             "num_classes": data.num_classes,
             "phases": ",".join(f"{p.name}:{p.epochs}" for p in phases),
             "feature_cache": ",".join(("cached" if c else "online") for c in cached),
+            "data_loading": f"streamed ({loader_workers()} workers)" if data.train.streamed else "tensor",
             "compile": compile,
             **(
                 {"resumed_from_epoch": int(resume["epoch"]), "resumed_last_epoch": resume["history"][-1]}
@@ -406,12 +412,15 @@ def fit(
                 head.train()
             else:
                 set_train_mode(model)
-            for idx in _batches(n_train, cfg.batch_size, perm):
+            batches = _batches(n_train, cfg.batch_size, perm)
+            # the pixels of each batch: indexed on the device, or decoded ahead by loader workers
+            pixels = iter(()) if use_cache else image_batches(train_split.images, batches, dev)
+            for idx in batches:
                 y = train_split.labels[idx]
                 if use_cache:
                     logits = head(features["train"][idx])
                 else:
-                    x = train_tf(train_split.images[idx], aug_gen)
+                    x = train_tf(next(pixels), aug_gen)
                     if channels_last:
                         x = x.contiguous(memory_format=torch.channels_last)
                     with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=autocast):

@@ -9,8 +9,12 @@ instead of decoding samples.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
+
+if TYPE_CHECKING:
+    from tlbench.data.stream import FileImages
 
 
 class DatasetNotFoundError(FileNotFoundError):
@@ -21,8 +25,12 @@ class DatasetNotFoundError(FileNotFoundError):
 class TensorSplit:
     """One split: ``images`` uint8 (N, C, H, W), ``labels`` int64 (N,)."""
 
-    images: torch.Tensor
+    images: torch.Tensor | FileImages  # FileImages: a set streamed from disk (see stream.py)
     labels: torch.Tensor
+
+    @property
+    def streamed(self) -> bool:
+        return not isinstance(self.images, torch.Tensor)
 
     def __post_init__(self) -> None:
         if self.images.dtype != torch.uint8 or self.images.ndim != 4:

@@ -19,6 +19,7 @@ import torch
 
 from tlbench.data.base import DatasetNotFoundError, DatasetSplits, TensorSplit
 from tlbench.data.splits import stratified_split, stratified_subset
+from tlbench.data.stream import FileImages
 from tlbench.registry import Registry
 
 DEFAULT_DATA_DIR = Path("~/.cache/tlbench/data")
@@ -101,8 +102,9 @@ def load_dataset(
         train_x, train_y = train_x[idx], train_y[idx]
         notes["subset"] = f"stratified {subset:.0%} of train: {len(idx)} images (seed {seed})"
 
-    def split(x: np.ndarray, y: np.ndarray) -> TensorSplit:
-        return TensorSplit(torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(y.astype(np.int64)))
+    def split(x: np.ndarray | FileImages, y: np.ndarray) -> TensorSplit:
+        images = x if isinstance(x, FileImages) else torch.from_numpy(np.ascontiguousarray(x))
+        return TensorSplit(images, torch.from_numpy(y.astype(np.int64)))
 
     return DatasetSplits(
         name=name,
@@ -393,12 +395,14 @@ for _name, _kind, _labels, _desc in (
 def _imagefolder(
     data_dir: Path, download: bool, *, path: str | None, image_size: int, test_ratio: float
 ) -> RawSplits:
-    from tlbench.data.folders import load_tree
+    from tlbench.data.folders import count_images, load_tree
+    from tlbench.data.stream import should_stream
 
     if not path:
         raise ValueError("imagefolder needs params: {path: /folder/with/train/val/test or CLASS subfolders}")
     root = Path(path).expanduser()
-    tree = load_tree(root, image_size, test_ratio)
+    stream = root.is_dir() and should_stream(count_images(root), image_size)
+    tree = load_tree(root, image_size, test_ratio, stream=stream)
     a = tree["arrays"]
     return RawSplits(
         train=a["train"],
@@ -413,9 +417,15 @@ def _imagefolder(
 def _imagefolder_fingerprint(
     data_dir: Path, *, path: str | None, image_size: int, test_ratio: float
 ) -> str | None:
-    from tlbench.data.folders import fingerprint
+    from tlbench.data.folders import count_images, fingerprint
+    from tlbench.data.stream import should_stream
 
-    return fingerprint(Path(path).expanduser()) if path else None
+    if not path:
+        return None
+    root = Path(path).expanduser()
+    if root.is_dir() and should_stream(count_images(root), image_size):
+        return None  # streamed sets are not decoded into the tensor cache
+    return fingerprint(root)
 
 
 DATASETS.register(

@@ -17,6 +17,7 @@ import numpy as np
 
 from tlbench.data.base import DatasetNotFoundError
 from tlbench.data.splits import stratified_split
+from tlbench.data.stream import FileImages
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 HYMENOPTERA_URL = "https://download.pytorch.org/tutorial/hymenoptera_data.zip"
@@ -33,7 +34,8 @@ def _files(folder: Path) -> list[tuple[Path, str]]:
     return out
 
 
-def _decode(path: Path, size: int) -> np.ndarray:
+def decode_image(path: Path, size: int) -> np.ndarray:
+    """RGB uint8 (3, size, size): shorter side resized to ``size``, centre crop."""
     from PIL import Image
 
     with Image.open(path) as im:
@@ -52,9 +54,20 @@ def _decode_all(
 ) -> tuple[np.ndarray, np.ndarray]:
     index = {c: i for i, c in enumerate(classes)}
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:  # PIL releases the GIL
-        images = list(pool.map(lambda it: _decode(it[0], size), items))
+        images = list(pool.map(lambda it: decode_image(it[0], size), items))
     x = np.stack(images) if images else np.zeros((0, 3, size, size), dtype=np.uint8)
     return x, np.array([index[c] for _, c in items], dtype=np.int64)
+
+
+def _lazy_all(items: list[tuple[Path, str]], classes: list[str], size: int) -> tuple[FileImages, np.ndarray]:
+    index = {c: i for i, c in enumerate(classes)}
+    return FileImages([p for p, _ in items], size), np.array([index[c] for _, c in items], dtype=np.int64)
+
+
+def count_images(root: Path) -> int:
+    return sum(
+        Path(name).suffix.lower() in IMAGE_EXTENSIONS for _, _, names in os.walk(root) for name in names
+    )
 
 
 def fingerprint(root: Path) -> str | None:
@@ -70,8 +83,11 @@ def fingerprint(root: Path) -> str | None:
     return f"{root.resolve()}:{n}:{size}:{newest}" if n else None
 
 
-def load_tree(root: Path, image_size: int, test_ratio: float) -> dict:
-    """Train / val / test arrays of an image tree (split folders, or one folder split by ratio)."""
+def load_tree(root: Path, image_size: int, test_ratio: float, stream: bool = False) -> dict:
+    """Train / val / test arrays of an image tree (split folders, or one folder split by ratio).
+
+    With ``stream`` the images stay files (``FileImages``), decoded batch by batch in training.
+    """
     if not root.is_dir():
         raise DatasetNotFoundError(
             f"imagefolder: {root} is not a folder (give params: {{path: /data/my_images}})"
@@ -81,7 +97,8 @@ def load_tree(root: Path, image_size: int, test_ratio: float) -> dict:
     if "train" in splits:
         items = {s: _files(p) for s, p in splits.items()}
         classes = sorted({c for lst in items.values() for _, c in lst})
-        arrays = {s: _decode_all(lst, classes, image_size) for s, lst in items.items()}
+        load = _lazy_all if stream else _decode_all
+        arrays = {s: load(lst, classes, image_size) for s, lst in items.items()}
         if "test" not in arrays:
             if "val" in arrays:
                 arrays["test"] = arrays["val"]
@@ -94,12 +111,14 @@ def load_tree(root: Path, image_size: int, test_ratio: float) -> dict:
     else:
         items_all = _files(root)
         classes = sorted({c for _, c in items_all})
-        x, y = _decode_all(items_all, classes, image_size)
+        x, y = (_lazy_all if stream else _decode_all)(items_all, classes, image_size)
         keep, take = stratified_split(y, test_ratio, SPLIT_SEED)
         arrays = {"train": (x[keep], y[keep]), "test": (x[take], y[take])}
         notes["test"] = f"one folder: {test_ratio:.0%} test carved (stratified, seed {SPLIT_SEED})"
     if not classes or len(arrays["train"][1]) == 0:
         raise DatasetNotFoundError(f"imagefolder: no images under {root} (expected CLASS/ folders of images)")
+    if stream:
+        notes["loading"] = "streamed: decoded per batch by DataLoader workers (larger than the memory budget)"
     return {"arrays": arrays, "classes": classes, "notes": notes}
 
 
