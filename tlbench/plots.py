@@ -26,7 +26,8 @@ def learning_curves(history: list[dict[str, float]], path: Path, title: str) -> 
         ax.grid(alpha=0.3)
         ax.legend()
     fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
+    # fixed margins: tight_layout costs a second full render (2/3 of the plotting time)
+    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.13, top=0.84, wspace=0.22)
     fig.savefig(path, dpi=100)
     return path
 
@@ -47,8 +48,15 @@ def confusion_matrix(confusion: np.ndarray, classes: list[str], path: Path, titl
                 if confusion[i, j]:
                     color = "white" if norm[i, j] > 0.5 else "black"
                     ax.text(j, i, str(confusion[i, j]), ha="center", va="center", fontsize=6, color=color)
-    ax.set(xlabel="predicted", ylabel="true", title=title)
+    ax.set(xlabel="predicted", ylabel="true")
+    ax.set_title(title, fontsize=9)
     fig.colorbar(im, ax=ax, fraction=0.046)
-    fig.tight_layout()
+    # margins from the longest class name (7 pt text ≈ 0.06 in a character) instead of
+    # tight_layout, which renders the figure an extra time to measure it
+    w, h = fig.get_size_inches()
+    label_in = 0.45 + 0.06 * (max(len(c) for c in classes) if classes and n <= 30 else 2)
+    fig.subplots_adjust(
+        left=min(label_in / w, 0.45), bottom=min(label_in / h, 0.45), right=1 - 0.5 / w, top=1 - 0.35 / h
+    )
     fig.savefig(path, dpi=100)
     return path
