@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from mlflow.entities import ViewType
 from mlflow.tracking import MlflowClient
 
 from tlbench.cli import main
@@ -62,6 +63,13 @@ def test_run_tracks_every_cell_and_resume_skips(write_grid, store, tmp_path):
     client, runs = _runs(store, "e2e")
     assert len(runs) == 3
     assert {r.info.status for r in runs} == {"FINISHED"}
+    # every claim was released before the command returned: ended and deleted, none RUNNING
+    claims = client.search_runs(
+        [client.get_experiment_by_name("tlbench-claims").experiment_id], run_view_type=ViewType.ALL
+    )
+    assert len(claims) == 3 and {(c.info.status, c.info.lifecycle_stage) for c in claims} == {
+        ("FINISHED", "deleted")
+    }
     by_name = {r.info.run_name: r for r in runs}
     probe = by_name["digits-20pct/test_resnet/linear_probe/sgd/none"]
     source = by_name["synthetic/test_resnet/scratch/sgd/none"]

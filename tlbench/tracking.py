@@ -16,6 +16,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -429,13 +430,21 @@ class CellRun:
         self.log_metrics(metrics, step=epoch)
 
     # end of run ------------------------------------------------------------------------------
-    def finish(self, result: Any, *, background: bool = False, light: bool = False) -> Future[None] | None:
+    def finish(
+        self,
+        result: Any,
+        *,
+        background: bool = False,
+        light: bool = False,
+        then: Callable[[], None] | None = None,
+    ) -> Future[None] | None:
         """Final metrics, then artifacts, then FINISHED: in that order, so FINISHED means complete.
 
         With ``background`` the artifacts (plots, checkpoint) are written on the tracker's
         writer thread while the next cell trains; the returned future completes when the run is
-        FINISHED (or FAILED, if writing failed). ``light`` (tuning trials) writes only cell.yaml
-        and history.csv: no plots, no checkpoint.
+        FINISHED (or FAILED, if writing failed) and ``then`` (e.g. releasing the cell's claim)
+        has run, whatever the outcome. ``light`` (tuning trials) writes only cell.yaml and
+        history.csv: no plots, no checkpoint.
         """
         last = result.history[-1]["epoch"] if result.history else 0
         metrics = result.final_metrics()
@@ -443,18 +452,24 @@ class CellRun:
             metrics["peak_mem_mb"] = result.info["peak_mem_mb"]
         self.log_metrics(metrics, step=int(last))
         if background:
-            return self.tracker.writer().submit(self._write_artifacts_and_close, result, light)
-        self._write_artifacts_and_close(result, light)
+            return self.tracker.writer().submit(self._write_artifacts_and_close, result, light, then)
+        self._write_artifacts_and_close(result, light, then)
         return None
 
-    def _write_artifacts_and_close(self, result: Any, light: bool = False) -> None:
+    def _write_artifacts_and_close(
+        self, result: Any, light: bool = False, then: Callable[[], None] | None = None
+    ) -> None:
         try:
-            self._write_artifacts(result, light)
-        except BaseException as err:
-            self.fail("FAILED", f"writing artifacts failed: {type(err).__name__}: {err}")
-            raise
-        self._stop.set()
-        self.client.set_terminated(self.run_id, "FINISHED")
+            try:
+                self._write_artifacts(result, light)
+            except BaseException as err:
+                self.fail("FAILED", f"writing artifacts failed: {type(err).__name__}: {err}")
+                raise
+            self._stop.set()
+            self.client.set_terminated(self.run_id, "FINISHED")
+        finally:
+            if then is not None:  # in the same task: whoever waits on the future waits for it too
+                then()
 
     def _write_artifacts(self, result: Any, light: bool = False) -> None:
         from tlbench import plots

@@ -166,7 +166,7 @@ def run_cell(
     if on_run is not None:
         on_run(run.run_id, held.run_id if held is not None else None)
 
-    def cleanup(_: Any = None) -> None:
+    def cleanup() -> None:
         ckpt.remove()
         release()
 
@@ -186,11 +186,7 @@ def run_cell(
                 checkpoint=ckpt,
                 **(fit_options or {}),
             )
-        pending = run.finish(result, background=background_finish)
-        if pending is None:
-            cleanup()
-        else:
-            pending.add_done_callback(cleanup)
+        pending = run.finish(result, background=background_finish, then=cleanup)
         return CellOutcome(cell, "FINISHED", run.run_id, result.final_metrics(), pending=pending)
     except (KeyboardInterrupt, SystemExit):
         run.fail("KILLED", "interrupted")  # its checkpoint stays: the next run continues it
