@@ -46,7 +46,7 @@ def decode_image(path: Path, size: int) -> np.ndarray:
         w, h = im.size
         left, top = (w - size) // 2, (h - size) // 2
         im = im.crop((left, top, left + size, top + size))
-        return np.asarray(im, dtype=np.uint8).transpose(2, 0, 1)
+        return np.ascontiguousarray(np.asarray(im, dtype=np.uint8).transpose(2, 0, 1))  # writable
 
 
 def _decode_all(
