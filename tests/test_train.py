@@ -77,9 +77,11 @@ def test_lp_ft_switches_phase(data):
 
 
 def test_absurd_lr_stops_with_nonfinite_loss(data):
+    rec = Recorder()
     with pytest.raises(NonFiniteLossError) as info:
-        fit(_cell(epochs=2, lr=1e12), data, device="cpu")
+        fit(_cell(epochs=2, lr=1e12), data, device="cpu", reporter=rec)
     assert info.value.reason == "nonfinite_loss"
+    assert rec.epochs == [] and "at update" in str(info.value)  # within the first epoch, not after it
 
 
 def _probe_cell(strategy="linear_probe", augmentation="none", epochs=5):
