@@ -106,6 +106,8 @@ def _worker_main(slot: Slot, tasks: Any, events: Any, cfg: dict[str, Any]) -> No
     """A worker process: pinned to its GPU (or thread share), runs cells until told to stop."""
     if slot.gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = slot.gpu
+    # a streamed dataset's decode processes share the cores with the other workers' (stream.py)
+    os.environ.setdefault("TLBENCH_LOADER_WORKERS", str(slot.threads))
     import torch
 
     torch.set_num_threads(slot.threads)
