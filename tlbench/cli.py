@@ -20,6 +20,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from tlbench.interrupts import sigterm_as_interrupt
 from tlbench.spec import SpecError
 
 # piped output (files, CI logs) gets wide tables instead of rich's 80-column default
@@ -162,15 +163,6 @@ def validate(grid: str, select: tuple[str, ...], data_dir: str | None, build: bo
     console.print(f"[green]grid {spec.name!r} is valid:[/] {len(chosen)} cells")
 
 
-def _sigterm_as_interrupt() -> None:
-    """SIGTERM (a scheduler or `kill`) ends a run like Ctrl-C: the current run is marked KILLED."""
-
-    def handler(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, handler)
-
-
 @main.command()
 @grid_option
 @select_option
@@ -289,7 +281,7 @@ def run(
     from tlbench.tracking import Tracker
 
     spec, cells, chosen = _load(grid, select)
-    _sigterm_as_interrupt()
+    sigterm_as_interrupt()
     todo = with_dependencies(chosen, cells)
     extra = len(todo) - len(chosen)
     tracker = Tracker(tracking_uri)
@@ -484,7 +476,7 @@ def tune(
     from tlbench.tune import open_storage, resolve_storage_url, search_space, tune_cell
 
     spec, cells, chosen = _load(grid, select)
-    _sigterm_as_interrupt()
+    sigterm_as_interrupt()
     url = resolve_storage_url(storage)
     open_storage(url)  # a bad URL fails here, before any training
     helpers = _tune_helpers(workers, url, seed)  # more processes on the same studies

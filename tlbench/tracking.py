@@ -25,6 +25,7 @@ import yaml
 
 import tlbench
 from tlbench.grid import Cell
+from tlbench.interrupts import UninterruptedClient
 
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # our own progress display is enough
 
@@ -111,10 +112,12 @@ class Tracker:
             # MLflow creates and migrates the tables when the client opens the store; two processes
             # doing it at once on a new store collide ("duplicate column"), so that is serialized
             with FileLock(str(db) + ".init.lock", timeout=300):
-                self.client = MlflowClient(tracking_uri=self.uri)
-                self.client.search_experiments(max_results=1)
+                client = MlflowClient(tracking_uri=self.uri)
+                client.search_experiments(max_results=1)
         else:
-            self.client = MlflowClient(tracking_uri=self.uri)
+            client = MlflowClient(tracking_uri=self.uri)
+        # Ctrl-C / SIGTERM never land inside a store write (they would leave SQLite locked)
+        self.client = UninterruptedClient(client)
         self._writer: ThreadPoolExecutor | None = None
 
     def writer(self) -> ThreadPoolExecutor:

@@ -27,6 +27,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 
 from tlbench.executor.cell import OOM_REASON, CellOutcome
 from tlbench.grid import Cell
+from tlbench.interrupts import Terminated
 from tlbench.tracking import REASON_TAG, Tracker
 
 
@@ -213,8 +214,8 @@ def run_pool(
                 _dispatch(pool, state)
                 _drain(events, pool, state, ctx, cfg)
                 _check_dead(pool, state, ctx, events, cfg)
-        except KeyboardInterrupt:
-            _interrupt(pool, events, state)
+        except KeyboardInterrupt as stop:
+            _interrupt(pool, events, state, at_once=isinstance(stop, Terminated))
             raise
         finally:
             for w in pool.values():
@@ -436,9 +437,13 @@ def _describe_exit(code: int | None) -> str:
     return f"exit code {code}"
 
 
-def _interrupt(pool: dict[int, _Worker], events: Any, state: _PoolState) -> None:
-    """Ctrl-C / SIGTERM: workers mark their runs KILLED (checkpoints kept) and exit."""
-    deadline = time.time() + 3
+def _interrupt(pool: dict[int, _Worker], events: Any, state: _PoolState, at_once: bool = False) -> None:
+    """Ctrl-C / SIGTERM: workers mark their runs KILLED (checkpoints kept) and exit.
+
+    A terminal's Ctrl-C reached the workers too: give them a moment before a second SIGINT could
+    cut their cleanup short. SIGTERM reached only this process (``at_once``): pass it on now.
+    """
+    deadline = time.time() + (0 if at_once else 3)
     while time.time() < deadline and any(w.proc.is_alive() and w.task for w in pool.values()):
         time.sleep(0.1)  # a terminal Ctrl-C reached them already
     for w in pool.values():
