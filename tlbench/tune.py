@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from tlbench.dburl import redact, with_driver
 from tlbench.grid import Cell
+from tlbench.interrupts import uninterrupted
 from tlbench.tracking import DEFAULT_STORE_DIR, CellRun, Tracker, heartbeat_interval, stale_after
 
 if TYPE_CHECKING:
@@ -263,8 +264,10 @@ class _PruningReporter:
     def on_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
         import optuna
 
-        self.trial.report(float(metrics["val_acc"]), step=epoch)
-        if self.trial.should_prune():
+        with uninterrupted():  # a Ctrl-C mid-write could leave the study's storage locked
+            self.trial.report(float(metrics["val_acc"]), step=epoch)
+            prune = self.trial.should_prune()
+        if prune:
             raise optuna.TrialPruned(f"pruned at epoch {epoch + 1} (val_acc {metrics['val_acc']:.4f})")
 
 
@@ -367,10 +370,13 @@ def tune_cell(
             waiting = any(t.state == optuna.trial.TrialState.WAITING for t in trials_now)
             if not waiting and len(counted(trials_now)) >= trials:
                 break
-            trial = study.ask()
-            if RETRY_OF_ATTR not in trial.user_attrs and _is_surplus(study, trial.number, trials):
-                trial.set_user_attr(SURPLUS_ATTR, True)
-                study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            with uninterrupted():
+                trial = study.ask()
+                surplus = RETRY_OF_ATTR not in trial.user_attrs and _is_surplus(study, trial.number, trials)
+                if surplus:
+                    trial.set_user_attr(SURPLUS_ATTR, True)
+                    study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            if surplus:
                 break
             frozen = _run_trial(
                 study,
@@ -457,7 +463,8 @@ def _run_trial(
             )
         run.client.set_tag(run.run_id, "optuna.trial_state", "COMPLETE")
         run.finish(result, light=True)
-        return study.tell(trial, result.best_val_acc, skip_if_finished=True)
+        with uninterrupted():
+            return study.tell(trial, result.best_val_acc, skip_if_finished=True)
     except optuna.TrialPruned as err:
         if run is not None:
             run.client.set_tag(run.run_id, "optuna.trial_state", "PRUNED")
