@@ -157,32 +157,27 @@ def test_the_compose_topology_natively(make_postgres_db, tmp_path, write_grid, c
         "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{port}",
     }
     cli = [sys.executable, "-m", "tlbench.cli"]
-    services = []
+    services: list[subprocess.Popen[bytes]] = []
+
+    def service(args: list[str]) -> subprocess.Popen[bytes]:
+        """A long-running container command, in its own process group (stopped at the end)."""
+        proc = subprocess.Popen(
+            [*cli, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        services.append(proc)
+        return proc
+
     try:
         server_args = [_substitute(str(a), {}) for a in compose["services"]["mlflow"]["command"]]
         server_args[server_args.index("--backend-store-uri") + 1] = mlflow_db
         server_args[server_args.index("--artifacts-destination") + 1] = str(tmp_path / "artifacts")
         server_args[server_args.index("--host") + 1] = "127.0.0.1"
         server_args[server_args.index("--port") + 1] = str(port)
-        server = subprocess.Popen(
-            [*cli, *server_args],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        services.append(server)
+        server = service(server_args)
         dash_args = [str(a) for a in compose["services"]["dashboard"]["command"]]
         dash_args[dash_args.index("--host") + 1] = "127.0.0.1"
         dash_args[dash_args.index("--port") + 1] = str(dash_port)
-        dashboard = subprocess.Popen(
-            [*cli, *dash_args],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        services.append(dashboard)
+        dashboard = service(dash_args)
         _wait_http(f"http://127.0.0.1:{port}/health", server)
 
         worker_args = [
