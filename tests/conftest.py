@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import subprocess
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -51,6 +56,69 @@ def write_grid(tmp_path: Path):
         return p
 
     return _write
+
+
+class Services:
+    """Long-running processes of a test (servers, dashboards), each logging to a file.
+
+    Never to an unread pipe: once its 64 KB buffer fills (a server logs every request), the
+    process blocks in its next write, and a server whose event loop blocks stops answering.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.logs: dict[int, Path] = {}
+
+    def start(self, args: list[str], *, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        """Start ``args`` in its own process group (stopped with the test), output to a log file."""
+        log = self.folder / f"service-{len(self.procs)}.log"
+        with log.open("wb") as out:
+            proc = subprocess.Popen(
+                args, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        self.procs.append(proc)
+        self.logs[proc.pid] = log
+        return proc
+
+    def output(self, proc: subprocess.Popen[bytes], tail: int = 6000) -> str:
+        """The end of what the process printed so far."""
+        return self.logs[proc.pid].read_text(errors="replace")[-tail:]
+
+    def wait_http(self, url: str, proc: subprocess.Popen[bytes], timeout: float = 120) -> str:
+        """GET ``url`` until it answers (its body), failing with the process's output if it exits."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            try:
+                with urllib.request.urlopen(url) as r:
+                    return r.read().decode()
+            except OSError:
+                if proc.poll() is not None:
+                    pytest.fail(f"exited {proc.returncode} before answering {url}:\n{self.output(proc)}")
+                time.sleep(0.5)
+        pytest.fail(f"{url} did not answer in {timeout:g} s:\n{self.output(proc)}")
+
+    def stop_all(self) -> None:
+        for proc in self.procs:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=30)
+
+
+@pytest.fixture
+def services(tmp_path: Path):
+    """Start long-running processes that log to files and are stopped when the test ends."""
+    folder = tmp_path / "service-logs"
+    folder.mkdir()
+    svc = Services(folder)
+    yield svc
+    svc.stop_all()
 
 
 def _pg_bin() -> Path | None:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from conftest import _free_port
 from mlflow.entities import ViewType
 from mlflow.tracking import MlflowClient
 
@@ -225,39 +226,15 @@ def test_ctrl_c_marks_the_run_killed_and_the_next_run_completes(
 
 
 @pytest.mark.slow
-def test_ui_serves_the_store_on_loopback(tmp_path, store):
-    import socket
-    import urllib.request
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tlbench.cli", "ui", "--tracking-uri", store, "--port", str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
+def test_ui_serves_the_store_on_loopback(store, services):
+    port = _free_port()
+    proc = services.start(
+        [sys.executable, "-m", "tlbench.cli", "ui", "--tracking-uri", store, "--port", str(port)]
     )
-    try:
-        body = None
-        deadline = time.time() + 90
-        while time.time() < deadline and body is None:
-            time.sleep(1)
-            try:
-                with urllib.request.urlopen(
-                    f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/search?max_results=5"
-                ) as r:
-                    body = r.read().decode()
-            except OSError:
-                if proc.poll() is not None:
-                    break
-        assert body is not None, (
-            proc.stdout.read().decode() if proc.poll() is not None else "UI did not answer"
-        )
-        assert '"experiments"' in body
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
+    body = services.wait_http(
+        f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/search?max_results=5", proc, 90
+    )
+    assert '"experiments"' in body
 
 
 def test_weights_from_an_earlier_run(write_grid, store, tmp_path):

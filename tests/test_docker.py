@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import shlex
-import signal
 import subprocess
 import sys
-import time
-import urllib.request
 
 import click
 import pytest
@@ -130,21 +126,8 @@ augmentations: [none]
 """
 
 
-def _wait_http(url: str, proc: subprocess.Popen, timeout: float = 120) -> str:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            with urllib.request.urlopen(url) as r:
-                return r.read().decode()
-        except OSError:
-            if proc.poll() is not None:
-                pytest.fail(proc.stdout.read().decode() if proc.stdout else f"exited {proc.returncode}")
-            time.sleep(0.5)
-    pytest.fail(f"{url} did not answer")
-
-
 @pytest.mark.slow
-def test_the_compose_topology_natively(make_postgres_db, tmp_path, write_grid, compose):
+def test_the_compose_topology_natively(make_postgres_db, tmp_path, write_grid, compose, services):
     """postgres + `tlbench server` + two `tlbench run` workers + `tlbench dashboard`, the
     commands of compose.yaml, on 127.0.0.1."""
     mlflow_db, optuna_db = make_postgres_db("_mlflow"), make_postgres_db("_optuna")
@@ -157,61 +140,48 @@ def test_the_compose_topology_natively(make_postgres_db, tmp_path, write_grid, c
         "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{port}",
     }
     cli = [sys.executable, "-m", "tlbench.cli"]
-    services: list[subprocess.Popen[bytes]] = []
 
     def service(args: list[str]) -> subprocess.Popen[bytes]:
-        """A long-running container command, in its own process group (stopped at the end)."""
-        proc = subprocess.Popen(
-            [*cli, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        services.append(proc)
-        return proc
+        """A long-running container command (logging to a file, stopped when the test ends)."""
+        return services.start([*cli, *args], env=env)
 
-    try:
-        server_args = [_substitute(str(a), {}) for a in compose["services"]["mlflow"]["command"]]
-        server_args[server_args.index("--backend-store-uri") + 1] = mlflow_db
-        server_args[server_args.index("--artifacts-destination") + 1] = str(tmp_path / "artifacts")
-        server_args[server_args.index("--host") + 1] = "127.0.0.1"
-        server_args[server_args.index("--port") + 1] = str(port)
-        server = service(server_args)
-        dash_args = [str(a) for a in compose["services"]["dashboard"]["command"]]
-        dash_args[dash_args.index("--host") + 1] = "127.0.0.1"
-        dash_args[dash_args.index("--port") + 1] = str(dash_port)
-        dashboard = service(dash_args)
-        _wait_http(f"http://127.0.0.1:{port}/health", server)
+    server_args = [_substitute(str(a), {}) for a in compose["services"]["mlflow"]["command"]]
+    server_args[server_args.index("--backend-store-uri") + 1] = mlflow_db
+    server_args[server_args.index("--artifacts-destination") + 1] = str(tmp_path / "artifacts")
+    server_args[server_args.index("--host") + 1] = "127.0.0.1"
+    server_args[server_args.index("--port") + 1] = str(port)
+    server = service(server_args)
+    dash_args = [str(a) for a in compose["services"]["dashboard"]["command"]]
+    dash_args[dash_args.index("--host") + 1] = "127.0.0.1"
+    dash_args[dash_args.index("--port") + 1] = str(dash_port)
+    dashboard = service(dash_args)
+    services.wait_http(f"http://127.0.0.1:{port}/health", server)
 
-        worker_args = [
-            _substitute(str(a), {"TLBENCH_GRID": str(grid)}) for a in compose["services"]["worker"]["command"]
-        ]
-        workers = [
-            subprocess.Popen([*cli, *worker_args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-            for _ in range(2)
-        ]
-        outs = [w.communicate(timeout=400)[0].decode() for w in workers]
-        assert [w.returncode for w in workers] == [0, 0], outs
-        tune = subprocess.run(
-            [*cli, *shlex.split(f"tune --grid {grid} --select '*/linear_probe/sgd/*' --trials 2")],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        assert tune.returncode == 0, tune.stderr
+    worker_args = [
+        _substitute(str(a), {"TLBENCH_GRID": str(grid)}) for a in compose["services"]["worker"]["command"]
+    ]
+    workers = [
+        subprocess.Popen([*cli, *worker_args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        for _ in range(2)
+    ]
+    outs = [w.communicate(timeout=400)[0].decode() for w in workers]
+    assert [w.returncode for w in workers] == [0, 0], outs
+    tune = subprocess.run(
+        [*cli, *shlex.split(f"tune --grid {grid} --select '*/linear_probe/sgd/*' --trials 2")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert tune.returncode == 0, tune.stderr
 
-        client = MlflowClient(f"http://127.0.0.1:{port}")
-        runs = client.search_runs([client.get_experiment_by_name("stack").experiment_id])
-        cells = [
-            r.info.run_name
-            for r in runs
-            if r.info.status == "FINISHED" and "tlbench.variant" not in r.data.tags
-        ]
-        assert sorted(cells) == sorted(set(cells)) and len(cells) == 6  # each cell once across both workers
-        assert len({r.data.tags["tlbench.pid"] for r in runs if "tlbench.variant" not in r.data.tags}) == 2
-        assert "RUNNING" not in {r.info.status for r in runs}
-        studies = _wait_http(f"http://127.0.0.1:{dash_port}/api/studies", dashboard)
-        assert "tlbench-" in studies  # the dashboard reads the studies the worker's tune wrote
-    finally:
-        for proc in services:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=30)
+    client = MlflowClient(f"http://127.0.0.1:{port}")
+    runs = client.search_runs([client.get_experiment_by_name("stack").experiment_id])
+    cells = [
+        r.info.run_name for r in runs if r.info.status == "FINISHED" and "tlbench.variant" not in r.data.tags
+    ]
+    assert sorted(cells) == sorted(set(cells)) and len(cells) == 6  # each cell once across both workers
+    assert len({r.data.tags["tlbench.pid"] for r in runs if "tlbench.variant" not in r.data.tags}) == 2
+    assert "RUNNING" not in {r.info.status for r in runs}
+    studies = services.wait_http(f"http://127.0.0.1:{dash_port}/api/studies", dashboard)
+    assert "tlbench-" in studies  # the dashboard reads the studies the worker's tune wrote

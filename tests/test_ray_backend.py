@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -33,10 +32,10 @@ def _env(tmp_path: Path) -> dict[str, str]:
 
 
 @pytest.fixture
-def mlflow_server(postgres_url, tmp_path):
+def mlflow_server(postgres_url, tmp_path, services):
     """`tlbench server` on a fresh PostgreSQL database, on loopback; yields its URL."""
     port = _free_port()
-    proc = subprocess.Popen(
+    proc = services.start(
         [
             sys.executable,
             "-m",
@@ -50,27 +49,11 @@ def mlflow_server(postgres_url, tmp_path):
             str(tmp_path / "server-artifacts"),
             "--workers",
             "1",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
+        ]
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        try:
-            with urllib.request.urlopen(f"{url}/health") as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            if proc.poll() is not None:
-                pytest.fail(proc.stdout.read().decode())
-            time.sleep(1)
-    else:
-        pytest.fail("tlbench server did not answer")
-    yield url
-    os.killpg(proc.pid, signal.SIGTERM)
-    proc.wait(timeout=30)
+    services.wait_http(f"{url}/health", proc)
+    return url
 
 
 @pytest.fixture
@@ -162,7 +145,12 @@ def test_grid_on_two_ray_nodes_with_a_postgres_mlflow_server_survives_losing_a_n
     run, pid = victim
     os.killpg(second, signal.SIGKILL)  # the node goes: its raylet and agents...
     os.kill(pid, signal.SIGKILL)  # ...and the cell it was running
-    out, _ = proc.communicate(timeout=400)
+    try:
+        out, _ = proc.communicate(timeout=400)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, _ = proc.communicate()
+        pytest.fail("the grid did not complete after losing a node:\n" + out.decode()[-6000:])
     out = out.decode()
     assert proc.returncode == 0, out
     runs = client.search_runs([client.get_experiment_by_name("e2e").experiment_id])

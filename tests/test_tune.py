@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import optuna
 import pytest
 import yaml
 from click.testing import CliRunner
+from conftest import _free_port
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
@@ -332,39 +330,24 @@ def test_a_killed_study_resumes_to_n_and_retries_the_dead_trial(write_grid, stor
 
 
 @pytest.mark.slow
-def test_dashboard_serves_the_studies_on_loopback(store, tmp_path):
+def test_dashboard_serves_the_studies_on_loopback(store, tmp_path, services):
     cell = _cell()
     journal = tmp_path / "j.journal"
     open_study(cell, open_storage(str(journal)))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tlbench.cli", "dashboard", "--storage", str(journal), "--port", str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
+    port = _free_port()
+    proc = services.start(
+        [sys.executable, "-m", "tlbench.cli", "dashboard", "--storage", str(journal), "--port", str(port)]
     )
-    try:
-        body = None
-        deadline = time.time() + 60
-        while body is None and time.time() < deadline and proc.poll() is None:
-            time.sleep(0.5)
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies") as r:
-                    body = r.read().decode()
-            except OSError:
-                continue
-        assert body is not None, proc.stdout.read().decode() if proc.poll() is not None else "no answer"
-        assert study_name(cell) in body
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
+    body = services.wait_http(f"http://127.0.0.1:{port}/api/studies", proc, 60)
+    assert study_name(cell) in body
 
 
 @pytest.mark.slow
 def test_tune_workers_share_the_study_between_processes(write_grid, store, tmp_path):
-    grid = str(write_grid(PROBE_GRID))
+    # trials of a few seconds (fine-tuning, not a cached probe): the helper process needs its
+    # imports before its first trial, and with sub-second trials the first process could run all 8
+    text = PROBE_GRID.replace("linear_probe", "finetune").replace("epochs: 3", "epochs: 4")
+    grid = str(write_grid(text))
     journal = str(tmp_path / "j.journal")
     # a subprocess, so that both processes start cold (in-process, the first one would be done
     # with all trials before its helper has imported torch)
@@ -376,7 +359,7 @@ def test_tune_workers_share_the_study_between_processes(write_grid, store, tmp_p
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     assert "2 tuning processes share each study" in output
-    trials = counted(_study(_cell(), Path(journal)).get_trials())
+    trials = counted(_study(_cell(text), Path(journal)).get_trials())
     assert len(trials) == 8 and all(t.state == TrialState.COMPLETE for t in trials)
     client = MlflowClient(store)
     runs = client.search_runs([client.get_experiment_by_name("tunegrid").experiment_id])
