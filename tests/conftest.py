@@ -16,6 +16,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no hub traffic from tests, and f
 os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
 os.environ.pop("MLFLOW_TRACKING_URI", None)
 os.environ["COLUMNS"] = "250"  # rich tables: no wrapped cell names in captured output
+# A suite started as a background job of a script (`pytest &`) inherits SIGINT *ignored*, and
+# Python then never turns Ctrl-C into KeyboardInterrupt, here or in the processes the tests start
+# (an ignored signal stays ignored across exec; a handled one is reset to the default): the Ctrl-C
+# tests need the terminal's behaviour.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 REPO = Path(__file__).resolve().parents[1]
 
