@@ -45,6 +45,30 @@ def test_id_changes_with_content_and_defaults_are_filled():
     assert {c.name: c.id for c in expand(parse_grid(spelled))} == base
 
 
+def test_recipe_version_is_part_of_every_id(monkeypatch):
+    """Bumped when a default changes what cells train (#13: head init, BatchNorm mode): every
+    id changes, so a store reruns its cells instead of mixing old and new results under one id."""
+    import tlbench.grid as grid
+
+    base = {c.name: c.id for c in expand(parse_grid(GRID))}
+    monkeypatch.setattr(grid, "RECIPE", grid.RECIPE + 1)
+    assert all(base[c.name] != c.id for c in expand(parse_grid(GRID)))
+
+
+def test_new_defaults_spelled_out_are_the_same_cell():
+    def ids(**changes):
+        return {c.name: c.id for c in expand(parse_grid(dict(GRID, **changes)))}
+
+    base = ids(strategies=["lp_ft"])
+    assert ids(strategies=[{"name": "lp_ft", "params": {"bn": "adapt"}}]) == base
+    assert set(ids(strategies=[{"name": "lp_ft", "params": {"bn": "train"}}]).values()).isdisjoint(
+        base.values()
+    )
+    assert ids(strategies=["lp_ft"], train={"epochs": 2, "lr": 0.01, "head": {"init": "zero"}}) == base
+    other = ids(strategies=["lp_ft"], train={"epochs": 2, "lr": 0.01, "head": {"init": "normal"}})
+    assert set(other.values()).isdisjoint(base.values())
+
+
 def test_override_precedence():
     cells = {c.name: c for c in expand(parse_grid(GRID))}
     assert cells["digits/test_resnet/finetune/sgd/none"].train.lr == 0.5  # backbone beats grid

@@ -82,3 +82,23 @@ def test_linear_probe_keeps_batchnorm_statistics_frozen():
     set_train_mode(model)
     model(torch.randn(4, 3, 32, 32) * 5 + 3)
     assert not torch.equal(bn.running_mean, before)
+
+
+def test_batchnorm_mode_defaults_and_frozen_mode():
+    """``bn`` per strategy: LP-FT adapts the statistics before its probe, the others train them."""
+    assert [p.adapt_bn for p in phases_for("lp_ft", {}, TrainConfig(epochs=4))] == [True, False]
+    assert not any(p.bn_frozen for p in phases_for("lp_ft", {}, TrainConfig(epochs=4)))
+    for name in ("finetune", "partial"):
+        (phase,) = phases_for(name, {}, TrainConfig())
+        assert not phase.bn_frozen and not phase.adapt_bn
+    (frozen,) = phases_for("finetune", {"bn": "frozen"}, TrainConfig())
+    model = timm.create_model("test_resnet", num_classes=3)
+    apply_phase(model, frozen)
+    set_train_mode(model, frozen)
+    bn = model.conv1[1]
+    before = bn.running_mean.clone()
+    model(torch.randn(4, 3, 32, 32) * 5 + 3)
+    assert torch.equal(bn.running_mean, before)  # statistics kept...
+    assert bn.weight.requires_grad and not bn.training  # ...while scale and shift train
+    with pytest.raises(ValueError, match="bn"):
+        phases_for("finetune", {"bn": "sometimes"}, TrainConfig())

@@ -157,3 +157,42 @@ def test_a_resumed_cell_ends_exactly_as_an_uninterrupted_one(data, tmp_path, str
     assert resumed.best_epoch == full.best_epoch and resumed.test_acc == full.test_acc
     for k, v in full.best_state.items():
         assert torch.equal(v, resumed.best_state[k]), k
+
+
+def test_adapt_batchnorm_makes_the_switch_to_batch_statistics_free(data):
+    """AdaBN before an LP-FT probe: with the running statistics re-estimated on the train split,
+    train mode (batch statistics) computes what eval mode (running ones) did, so the probe's head
+    sees the same features when fine-tuning starts."""
+    import timm
+
+    from tlbench.data import make_augment
+    from tlbench.train import adapt_batchnorm
+
+    torch.manual_seed(0)
+    model = timm.create_model("test_resnet", num_classes=4)
+    tf = make_augment("none", out_size=16, mean=(0.5,) * 3, std=(0.5,) * 3, train=False)
+    x = tf(data.train.images, None)
+
+    def gap() -> float:
+        with torch.no_grad():
+            return (model.train()(x) - model.eval()(x)).abs().max().item()
+
+    before = gap()
+    assert before > 0.1  # the initial statistics (mean 0, var 1) do not fit this data
+    adapt_batchnorm(model, data.train, tf, batch_size=len(data.train), channels_last=False)
+    # what is left: running variances are unbiased (n / (n-1)), batch normalisation's are not
+    assert gap() < before / 50, (before, gap())
+    assert model.conv1[1].momentum == 0.1  # restored after the cumulative pass
+
+
+@pytest.mark.parametrize("bn", ["frozen", "train"])
+def test_lp_ft_transition_with_frozen_batchnorm_keeps_the_probe(data, bn):
+    """With ``bn: frozen`` and a fine-tune lr of ~0, the model after the first fine-tune epoch is
+    the probe's: same val loss. With ``bn: train`` the statistics move, and so does the loss."""
+    strategy = {"name": "lp_ft", "params": {"lp_epochs": 2, "ft_lr_scale": 1e-9, "bn": bn}}
+    result = fit(_cell(strategy, epochs=3), data, device="cpu")
+    probe, first_ft = result.history[1]["val_loss"], result.history[2]["val_loss"]
+    if bn == "frozen":
+        assert abs(first_ft - probe) < 1e-6, (probe, first_ft)
+    else:
+        assert abs(first_ft - probe) > 1e-4

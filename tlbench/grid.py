@@ -34,6 +34,10 @@ from tlbench.spec import (
 )
 
 ID_LENGTH = 12
+# The training recipe's version, part of every cell's id. Bump it when a default changes what a
+# cell trains without changing its spec, so stores rerun such cells instead of mixing old and new
+# results under one id. 2: one head init for every backbone (zero), BatchNorm mode per strategy.
+RECIPE = 2
 
 
 @dataclass(frozen=True)
@@ -123,6 +127,7 @@ class Cell:
                 out["head"] = v["type"]
                 out["head.hidden"] = ",".join(map(str, v["hidden"]))
                 out["head.dropout"] = v["dropout"]
+                out["head.init"] = v["init"]
             else:
                 out[k] = v
         out["effective_lr"] = self.train.effective_lr
@@ -270,6 +275,7 @@ def _content(p: dict[str, Any], ids: dict[str, str]) -> dict[str, Any]:
     if w.kind == "cell":
         weights = {"cell": ids.get(w.value, w.value)}
     return {  # what determines a cell's result; labels and reported numbers do not
+        "recipe": RECIPE,
         "dataset": {"name": p["dataset"].name, "params": p["dataset"].params},
         "backbone": {"name": p["backbone"].name, "weights": weights, "kwargs": p["backbone"].model_kwargs},
         "strategy": {"name": p["strategy"].name, "params": p["strategy"].params},

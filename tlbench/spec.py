@@ -41,11 +41,16 @@ class _Strict(BaseModel):
 
 
 class HeadConfig(_Strict):
-    """The new classifier: ``linear`` or an ``mlp`` with hidden sizes and dropout (seeds 002/003)."""
+    """The new classifier: ``linear`` or an ``mlp`` with hidden sizes and dropout (seeds 002/003).
+
+    ``init`` is how its logits layer starts, the same for every backbone family
+    (``tlbench.models.init_head_layer``): ``zero`` (default), ``normal`` (std 0.01) or ``pytorch``.
+    """
 
     type: Literal["linear", "mlp"] = "linear"
     hidden: tuple[int, ...] = ()
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    init: Literal["zero", "normal", "pytorch"] = "zero"
 
     @model_validator(mode="after")
     def _mlp_needs_hidden(self) -> HeadConfig:

@@ -24,7 +24,7 @@ from tlbench.checkpoint import Checkpointer
 from tlbench.data import AUGMENTATIONS, DatasetSplits, TensorSplit, make_augment
 from tlbench.data.stream import image_batches, loader_workers
 from tlbench.grid import Cell
-from tlbench.models import build_model, data_config
+from tlbench.models import build_model, data_config, trained_settings
 from tlbench.optim import build_optimizer, build_scheduler
 from tlbench.strategies import STRATEGIES, Phase, apply_phase, phases_for, set_train_mode
 
@@ -277,6 +277,35 @@ def extract_features(
 
 
 @torch.no_grad()
+def adapt_batchnorm(
+    model: nn.Module, split: TensorSplit, transform: Any, *, batch_size: int, channels_last: bool
+) -> None:
+    """Re-estimate every BatchNorm's running statistics on ``split`` (AdaBN, Li et al. 2016):
+    the exact average over the split's batches, weights untouched, nothing else in train mode."""
+    from torch.nn.modules.batchnorm import _BatchNorm
+
+    norms = [m for m in model.modules() if isinstance(m, _BatchNorm) and m.track_running_stats]
+    if not norms:
+        return
+    momenta = [m.momentum for m in norms]
+    model.eval()
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the batches
+        m.train()
+    dev = split.labels.device
+    batches = _batches(len(split), batch_size, None)
+    for pixels in image_batches(split.images, batches, dev):
+        x = transform(pixels, None)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        model(x)
+    for m, momentum in zip(norms, momenta, strict=True):
+        m.momentum = momentum
+    model.eval()
+
+
+@torch.no_grad()
 def _evaluate_head(
     head: nn.Module, feats: torch.Tensor, labels: torch.Tensor, batch_size: int
 ) -> dict[str, float]:
@@ -375,6 +404,7 @@ def fit(
             "feature_cache": ",".join(("cached" if c else "online") for c in cached),
             "data_loading": f"streamed ({loader_workers()} workers)" if data.train.streamed else "tensor",
             "compile": compile,
+            **trained_settings(model),
             **(
                 {"resumed_from_epoch": int(resume["epoch"]), "resumed_last_epoch": resume["history"][-1]}
                 if resume
@@ -414,6 +444,12 @@ def fit(
         )
         scheduler = build_scheduler(optimizer, cfg, epochs=phase.epochs, updates_per_epoch=steps_per_epoch)
         updates, first = 0, 0
+        if phase.adapt_bn and not (resume and phase_index == resume["phase"]):
+            timer.start()
+            adapt_batchnorm(
+                model, train_split, eval_tf, batch_size=cfg.batch_size, channels_last=channels_last
+            )
+            train_time += timer.stop()
         if resume and phase_index == resume["phase"]:
             model.load_state_dict(resume["model"])
             optimizer.load_state_dict(resume["optimizer"])
@@ -438,7 +474,7 @@ def fit(
             if use_cache:
                 head.train()
             else:
-                set_train_mode(model)
+                set_train_mode(model, phase)
             batches = _batches(n_train, cfg.batch_size, perm)
             # the pixels of each batch: indexed on the device, or decoded ahead by loader workers
             pixels = iter(()) if use_cache else image_batches(train_split.images, batches, dev)
