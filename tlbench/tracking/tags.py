@@ -1,0 +1,55 @@
+"""Every MLflow tag, Optuna attribute and experiment name tlbench writes or reads: names only.
+
+One place, so the writer (store, claims, tuning) and the readers (report, the UI's users) cannot
+drift apart. Values are documented where they are written.
+"""
+
+from __future__ import annotations
+
+# cell runs
+CELL_ID = "tlbench.cell_id"  # the cell's id: how finished runs are found again
+CELL = "tlbench.cell"  # the cell's readable name
+GRID = "tlbench.grid"
+GRID_FILE = "tlbench.grid_file"
+VERSION = "tlbench.version"
+VARIANT = "tlbench.variant"  # tuned | study | trial; absent for a plain cell run
+REASON = "tlbench.failure_reason"  # why a run ended FAILED / KILLED
+HEARTBEAT = "tlbench.heartbeat"  # unix time, refreshed while the run's process is alive
+RESUMES = "tlbench.resumes"  # how many times a KILLED run was continued
+RESUMED_FROM_EPOCH = "tlbench.resumed_from_epoch"
+PID = "tlbench.pid"
+HOST = "tlbench.host"
+DEVICE = "tlbench.device"
+NOTE = "tlbench.note"
+SOURCE_RUN_ID = "tlbench.source_run_id"  # the run whose checkpoint a cell:/run: backbone loaded
+OOM_RETRY = "tlbench.oom_retry"
+GRID_REPORT = "tlbench.grid_report"  # the grid's parent run holding `tlbench report`'s files
+GIT_COMMIT = "mlflow.source.git.commit"
+PARENT_RUN_ID = "mlflow.parentRunId"
+
+# claims (tlbench.tracking.claims)
+CLAIMS_EXPERIMENT = "tlbench-claims"  # one short-lived run per cell being worked on, anywhere
+CLAIM = "tlbench.claim"  # experiment id / cell id / variant
+CLAIM_WON = "tlbench.won"
+
+# tuning: MLflow tags of study and trial runs
+STUDY_NAME = "optuna.study_name"
+STUDY_STORAGE = "optuna.storage"
+TRIAL_NUMBER = "optuna.trial_number"
+TRIAL_STATE = "optuna.trial_state"  # COMPLETE | PRUNED | FAIL
+TRIAL_RETRY_OF = "optuna.retry_of"
+TRIALS_TARGET = "optuna.trials_target"
+PRUNER = "optuna.pruner"
+BEST_TRIAL = "optuna.best_trial"
+BEST_PARAMS = "optuna.best_params"
+
+# tuning: Optuna user attributes of studies and trials
+TRIAL_HEARTBEAT_ATTR = "tlbench.heartbeat"
+RETRY_OF_ATTR = "tlbench.retry_of"
+SURPLUS_ATTR = "tlbench.surplus"
+TRIAL_REASON_ATTR = "tlbench.failure_reason"
+RUN_ID_ATTR = "mlflow_run_id"
+PARENT_RUN_ATTR = "mlflow_parent_run_id"
+STUDY_CELL_ATTR = "tlbench.cell"
+STUDY_CELL_ID_ATTR = "tlbench.cell_id"
+STUDY_GRID_ATTR = "tlbench.grid"
