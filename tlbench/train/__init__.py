@@ -1,0 +1,28 @@
+"""Training one cell: ``setup`` (model, data on the device, phases), ``loop``
+(``train_one_epoch``), ``evaluate`` (a model on images or a head on cached features),
+``state`` (``TrainState``, the checkpoint's schema), ``fit`` (the phases and epochs in order) and
+``result`` (``Result``, the ``Reporter`` seam, the errors that end a cell)."""
+
+from __future__ import annotations
+
+from tlbench.train.evaluate import adapt_batchnorm, evaluate, extract_features
+from tlbench.train.fit import fit
+from tlbench.train.result import MultiReporter, NonFiniteLossError, Reporter, Result, StopTraining
+from tlbench.train.setup import can_cache_features, pick_device, seed_everything
+from tlbench.train.state import TrainState
+
+__all__ = [
+    "MultiReporter",
+    "NonFiniteLossError",
+    "Reporter",
+    "Result",
+    "StopTraining",
+    "TrainState",
+    "adapt_batchnorm",
+    "can_cache_features",
+    "evaluate",
+    "extract_features",
+    "fit",
+    "pick_device",
+    "seed_everything",
+]

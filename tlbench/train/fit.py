@@ -1,0 +1,233 @@
+"""``fit``: train one cell on tensors already in memory and return its ``Result``.
+
+The dataset is a uint8 tensor moved once to the training device; batches are indexed from it and
+augmented there. A strategy is a list of phases (``lp_ft``: a probe, then a fine-tune); each
+phase gets its own optimizer and schedule; after every epoch the state is checkpointed, then
+reported. The best-val epoch's weights are evaluated on test.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from tlbench.checkpoint import Checkpointer
+from tlbench.data import DatasetSplits
+from tlbench.data.stream import loader_workers
+from tlbench.grid import Cell
+from tlbench.models import trained_settings
+from tlbench.optim import build_optimizer, build_scheduler
+from tlbench.strategies import Phase, apply_phase, set_train_mode
+from tlbench.train.evaluate import adapt_batchnorm, evaluate, extract_features
+from tlbench.train.loop import EpochTimer, NonFiniteWatch, Step, train_one_epoch
+from tlbench.train.result import NullReporter, Reporter, Result
+from tlbench.train.setup import Setup, prepare
+from tlbench.train.state import TrainState, rng_states, set_rng_states
+
+
+def fit(
+    cell: Cell,
+    data: DatasetSplits,
+    *,
+    weights_file: Path | None = None,
+    reporter: Reporter | None = None,
+    device: str | torch.device | None = None,
+    cache_features: bool = True,
+    compile: bool = False,
+    cudnn_benchmark: bool = True,
+    checkpoint: Checkpointer | None = None,
+) -> Result:
+    """Train ``cell`` on ``data``; evaluate the best-val checkpoint on test.
+
+    ``cache_features``: head-only phases with a deterministic augmentation train on features
+    computed once (several times faster, same result). ``compile``: ``torch.compile`` the model.
+    ``checkpoint``: the state is saved there after every epoch, and training resumes from what
+    it holds (model, optimizer, schedule, RNG states, history, best so far): on the CPU a resumed
+    cell ends exactly as an uninterrupted one.
+    """
+    rep = reporter or NullReporter()
+    s = prepare(
+        cell,
+        data,
+        weights_file=weights_file,
+        device=device,
+        cache_features=cache_features,
+        compile=compile,
+        cudnn_benchmark=cudnn_benchmark,
+    )
+    saved = checkpoint.load() if checkpoint is not None else None
+    state = TrainState.from_checkpoint(saved) if saved else TrainState()
+    trainable, total = apply_phase(s.model, s.phases[0])
+    state.max_trainable = state.max_trainable or trainable
+    rep.on_start(_start_info(s, data, trainable, total, saved, compile))
+    timer, watch = EpochTimer(s.device), NonFiniteWatch(s.device)
+    for index, phase in enumerate(s.phases):
+        if saved and index < state.phase:
+            continue  # done before the interruption
+        _run_phase(cell, s, data.num_classes, index, phase, state, rep, checkpoint, timer, watch)
+    return _result(cell, s, data, state, total)
+
+
+def _start_info(
+    s: Setup, data: DatasetSplits, trainable: int, total: int, saved: dict[str, Any] | None, compile: bool
+) -> dict[str, Any]:
+    """What the run records before its first epoch (params, and where a resumed run stood)."""
+    return {
+        "device": str(s.device),
+        "params_trainable": trainable,
+        "params_total": total,
+        "input_size": s.size,
+        "train_size": len(s.train),
+        "val_size": len(s.val),
+        "test_size": len(s.test),
+        "num_classes": data.num_classes,
+        "phases": ",".join(f"{p.name}:{p.epochs}" for p in s.phases),
+        "feature_cache": ",".join(("cached" if c else "online") for c in s.cached),
+        "data_loading": f"streamed ({loader_workers()} workers)" if data.train.streamed else "tensor",
+        "compile": compile,
+        **trained_settings(s.model),
+        **(
+            {"resumed_from_epoch": int(saved["epoch"]), "resumed_last_epoch": saved["history"][-1]}
+            if saved
+            else {}
+        ),
+    }
+
+
+def _phase_step(cell: Cell, s: Setup, phase: Phase, cached: bool, watch: NonFiniteWatch) -> Step:
+    """The phase's optimizer and schedule over what it trains (only the head on cached features)."""
+    head = s.model.get_classifier()  # type: ignore[operator]
+    cfg = cell.train
+    optimizer = build_optimizer(
+        head if cached else s.model,
+        cell.optimizer.name,
+        cell.optimizer.params,
+        lr=phase.lr,
+        weight_decay=cfg.weight_decay,
+        layer_decay=None if cached else phase.layer_decay,
+    )
+    return Step(
+        forward=head if cached else s.forward,
+        optimizer=optimizer,
+        scheduler=build_scheduler(optimizer, cfg, epochs=phase.epochs, updates_per_epoch=s.steps_per_epoch),
+        transform=s.train_tf,
+        gen=s.gen,
+        aug_gen=s.aug_gen,
+        batch_size=cfg.batch_size,
+        label_smoothing=cfg.label_smoothing,
+        autocast=s.autocast,
+        channels_last=s.channels_last,
+        watch=watch,
+    )
+
+
+def _features(cell: Cell, s: Setup, timer: EpochTimer, state: TrainState) -> dict[str, torch.Tensor]:
+    """The frozen backbone run once over train and val; that pass counts as training time."""
+    timer.start()
+    kw = dict(batch_size=cell.train.eval_batch_size, autocast=s.autocast, channels_last=s.channels_last)
+    out = {split: extract_features(s.model, getattr(s, split), s.eval_tf, **kw) for split in ("train", "val")}
+    state.train_time += timer.stop()
+    return out
+
+
+def _run_phase(
+    cell: Cell,
+    s: Setup,
+    num_classes: int,
+    index: int,
+    phase: Phase,
+    state: TrainState,
+    rep: Reporter,
+    checkpoint: Checkpointer | None,
+    timer: EpochTimer,
+    watch: NonFiniteWatch,
+) -> None:
+    trainable, _ = apply_phase(s.model, phase)
+    state.max_trainable = max(state.max_trainable, trainable)
+    cached = s.cached[index]
+    step = _phase_step(cell, s, phase, cached, watch)
+    updates, first = 0, 0
+    if phase.adapt_bn and not state.resumes(index):
+        timer.start()
+        adapt_batchnorm(
+            s.model, s.train, s.eval_tf, batch_size=cell.train.batch_size, channels_last=s.channels_last
+        )
+        state.train_time += timer.stop()
+    if state.resumes(index):
+        saved, state.saved = state.saved, None
+        s.model.load_state_dict(saved["model"])  # type: ignore[index]
+        step.optimizer.load_state_dict(saved["optimizer"])  # type: ignore[index]
+        step.scheduler.load_state_dict(saved["scheduler"])  # type: ignore[index]
+        updates, first = state.updates, state.phase_epoch
+        set_rng_states(saved["rng"], s.gen, s.aug_gen, s.device)  # type: ignore[index]
+    features = _features(cell, s, timer, state) if cached else {}
+    eval_kw = s.eval_kw(cell, num_classes)
+    for phase_epoch in range(first, phase.epochs):
+        timer.start()
+        if cached:
+            step.forward.train()
+        else:
+            set_train_mode(s.model, phase)
+        metrics, seen, updates = train_one_epoch(step, s.train, updates, state.epoch, features.get("train"))
+        epoch_time = timer.stop()
+        state.train_time += epoch_time
+        state.images_seen += seen
+        if cached:
+            val = evaluate(step.forward, s.val, features=features["val"], **eval_kw)
+        else:
+            val = evaluate(s.forward, s.val, s.eval_tf, **eval_kw)
+        metrics.update(
+            val_loss=val["loss"],
+            val_acc=val["acc"],
+            lr=step.optimizer.param_groups[0]["lr"],
+            epoch_time_s=epoch_time,
+            epoch_images_per_s=seen / max(epoch_time, 1e-9),
+        )
+        state.record(metrics, s.model)
+        if checkpoint is not None:  # before reporting: an epoch MLflow shows is never lost
+            checkpoint.save(
+                state.checkpoint(
+                    phase=index,
+                    phase_epoch=phase_epoch + 1,
+                    updates=updates,
+                    model=s.model,
+                    optimizer=step.optimizer,
+                    scheduler=step.scheduler,
+                    rng=rng_states(s.gen, s.aug_gen, s.device),
+                )
+            )
+        rep.on_epoch(state.epoch - 1, metrics)
+
+
+def _result(cell: Cell, s: Setup, data: DatasetSplits, state: TrainState, total: int) -> Result:
+    assert state.best_state is not None
+    s.model.load_state_dict(state.best_state)
+    test = evaluate(s.model, s.test, s.eval_tf, **s.eval_kw(cell, data.num_classes))
+    info: dict[str, Any] = {
+        "input_size": s.size,
+        "mean": s.mean,
+        "std": s.std,
+        "phases": [p.name for p in s.phases],
+        "feature_cache": s.cached,
+    }
+    if s.device.type == "cuda":
+        info["peak_mem_mb"] = torch.cuda.max_memory_allocated(s.device) / 2**20
+    return Result(
+        history=state.history,
+        best_epoch=state.best_epoch,
+        best_val_acc=state.best_acc,
+        test_loss=test["loss"],
+        test_acc=test["acc"],
+        test_top5=test["top5"],
+        confusion=test["confusion"],
+        classes=list(data.classes),
+        train_time_s=state.train_time,
+        images_per_s=state.images_seen / max(state.train_time, 1e-9),
+        params_trainable=state.max_trainable,
+        params_total=total,
+        device=str(s.device),
+        best_state=state.best_state,
+        info=info,
+    )

@@ -1,0 +1,94 @@
+"""What training hands back and how it reports along the way.
+
+``fit`` knows nothing of MLflow or Optuna: progress leaves through a ``Reporter`` (``on_start``,
+``on_epoch``), so the same loop serves tracking, tuning, progress bars and tests. A reporter may
+stop a cell early by raising ``StopTraining`` (a pruned tuning trial).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN/inf: the cell cannot continue (reason ``nonfinite_loss``)."""
+
+    reason = "nonfinite_loss"
+
+
+class StopTraining(Exception):
+    """Raised by a reporter to end a cell early on purpose (e.g. a pruned trial); not a failure."""
+
+
+class Reporter(Protocol):
+    """Where ``fit`` sends progress. Every method is optional in spirit: implement as no-ops."""
+
+    def on_start(self, info: dict[str, Any]) -> None: ...
+
+    def on_epoch(self, epoch: int, metrics: dict[str, float]) -> None: ...
+
+
+class NullReporter:
+    def on_start(self, info: dict[str, Any]) -> None:
+        pass
+
+    def on_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
+        pass
+
+
+class MultiReporter:
+    """Fan progress out to several reporters (e.g. MLflow and the progress bar)."""
+
+    def __init__(self, *reporters: Reporter | None):
+        self.reporters = [r for r in reporters if r is not None]
+
+    def on_start(self, info: dict[str, Any]) -> None:
+        for r in self.reporters:
+            r.on_start(info)
+
+    def on_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
+        for r in self.reporters:
+            r.on_epoch(epoch, metrics)
+
+
+@dataclass
+class Result:
+    """What a finished cell produced; ``best_state`` is the best-val checkpoint (CPU tensors)."""
+
+    history: list[dict[str, float]]
+    best_epoch: int
+    best_val_acc: float
+    test_loss: float
+    test_acc: float
+    test_top5: float
+    confusion: np.ndarray
+    classes: list[str]
+    train_time_s: float
+    images_per_s: float
+    params_trainable: int
+    params_total: int
+    device: str
+    best_state: dict[str, torch.Tensor] = field(repr=False)
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def per_class_acc(self) -> np.ndarray:
+        totals = self.confusion.sum(axis=1)
+        return np.divide(np.diag(self.confusion), totals, out=np.zeros(len(totals)), where=totals > 0)
+
+    def final_metrics(self) -> dict[str, float]:
+        return {
+            "test_acc": self.test_acc,
+            "test_top5": self.test_top5,
+            "test_loss": self.test_loss,
+            "best_val_acc": self.best_val_acc,
+            "best_epoch": float(self.best_epoch),
+            "train_time_s": self.train_time_s,
+            "images_per_s": self.images_per_s,
+            "params_trainable": float(self.params_trainable),
+            "params_total": float(self.params_total),
+        }

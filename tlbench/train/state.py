@@ -1,0 +1,120 @@
+"""``TrainState``: where a cell's training stands, and the schema of its per-epoch checkpoint.
+
+Everything needed to continue a cell exactly where it stopped: counters and history, the best
+epoch so far, and (in a checkpoint) the model, optimizer, schedule and RNG states of the phase in
+progress. Written in one place (``checkpoint``) and read in one place (``from_checkpoint``), so
+the schema cannot drift between them. On the CPU a resumed cell ends bit-identical to an
+uninterrupted one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+
+def rng_states(gen: torch.Generator, aug_gen: torch.Generator, dev: torch.device) -> dict[str, Any]:
+    """The random states a resumed cell needs: torch's global one, the order's and augmentation's."""
+    states = {"torch": torch.get_rng_state(), "gen": gen.get_state()}
+    if aug_gen is not gen:
+        states["aug_gen"] = aug_gen.get_state()
+    if dev.type == "cuda":
+        states["cuda"] = torch.cuda.get_rng_state(dev)
+    return states
+
+
+def set_rng_states(
+    states: dict[str, Any], gen: torch.Generator, aug_gen: torch.Generator, dev: torch.device
+) -> None:
+    torch.set_rng_state(states["torch"])
+    gen.set_state(states["gen"])
+    if aug_gen is not gen and "aug_gen" in states:
+        aug_gen.set_state(states["aug_gen"])
+    if dev.type == "cuda" and "cuda" in states:
+        torch.cuda.set_rng_state(states["cuda"], dev)
+
+
+def cpu_copy(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+
+
+@dataclass
+class TrainState:
+    """Progress of one cell across its phases (``epoch`` counts epochs done, all phases)."""
+
+    history: list[dict[str, float]] = field(default_factory=list)
+    epoch: int = 0
+    best_acc: float = -1.0
+    best_epoch: int = -1
+    best_state: dict[str, torch.Tensor] | None = None
+    train_time: float = 0.0
+    images_seen: int = 0
+    max_trainable: int = 0
+    # a resumed cell continues in ``phase`` after ``phase_epoch`` epochs and ``updates`` steps,
+    # from the model/optimizer/scheduler/rng states in ``saved`` (applied once, then dropped)
+    phase: int = 0
+    phase_epoch: int = 0
+    updates: int = 0
+    saved: dict[str, Any] | None = None
+
+    def record(self, metrics: dict[str, float], model: nn.Module) -> None:
+        """One more epoch: into the history, and its weights kept if its val accuracy is the best."""
+        self.history.append({"epoch": float(self.epoch), **metrics})
+        if metrics["val_acc"] > self.best_acc:
+            self.best_acc, self.best_epoch = metrics["val_acc"], self.epoch
+            self.best_state = cpu_copy(model)
+        self.epoch += 1
+
+    def resumes(self, phase_index: int) -> bool:
+        return self.saved is not None and phase_index == self.phase
+
+    def checkpoint(
+        self,
+        *,
+        phase: int,
+        phase_epoch: int,
+        updates: int,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        scheduler: Any,
+        rng: dict[str, Any],
+    ) -> dict[str, Any]:
+        """The checkpoint after an epoch (tensors and plain values only: read with weights_only)."""
+        return {
+            "epoch": self.epoch,
+            "phase": phase,
+            "phase_epoch": phase_epoch,
+            "updates": updates,
+            "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "rng": rng,
+            "history": self.history,
+            "best_acc": self.best_acc,
+            "best_epoch": self.best_epoch,
+            # the best weights, unless they are the model's current ones (saved above)
+            **({"best_state": self.best_state} if self.best_epoch != self.epoch - 1 else {}),
+            "train_time": self.train_time,
+            "images_seen": self.images_seen,
+            "max_trainable": self.max_trainable,
+        }
+
+    @classmethod
+    def from_checkpoint(cls, ckpt: dict[str, Any]) -> TrainState:
+        return cls(
+            history=list(ckpt["history"]),
+            epoch=int(ckpt["epoch"]),
+            best_acc=float(ckpt["best_acc"]),
+            best_epoch=int(ckpt["best_epoch"]),
+            best_state=ckpt.get("best_state") or ckpt["model"],
+            train_time=float(ckpt["train_time"]),
+            images_seen=int(ckpt["images_seen"]),
+            max_trainable=int(ckpt["max_trainable"]),
+            phase=int(ckpt["phase"]),
+            phase_epoch=int(ckpt["phase_epoch"]),
+            updates=int(ckpt["updates"]),
+            saved={k: ckpt[k] for k in ("model", "optimizer", "scheduler", "rng")},
+        )
