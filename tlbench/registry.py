@@ -11,11 +11,16 @@ import difflib
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
+from tlbench.errors import TlbenchError
+
 T = TypeVar("T")
 
 
-class UnknownNameError(KeyError):
-    """A name that is not in a registry; knows the valid choices and the closest matches."""
+class UnknownNameError(TlbenchError, KeyError):
+    """A name that is not in a registry; knows the valid choices and the closest matches.
+
+    A ``KeyError`` still, for the callers that catch a failed lookup as one.
+    """
 
     def __init__(self, kind: str, name: str, choices: list[str]):
         self.kind = kind
