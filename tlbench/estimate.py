@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+from tlbench.data.catalog import AUGMENTATIONS
 from tlbench.grid import Cell
 
 # train images after the default 10% val carve (None: depends on the user's files)
@@ -56,8 +57,6 @@ def train_images(cell: Cell) -> int | None:
 
 def cell_flops(cell: Cell) -> float | None:
     """Training FLOPs of a cell (None when the dataset size is unknown before loading)."""
-    from tlbench.data import AUGMENTATIONS
-
     n = train_images(cell)
     if n is None:
         return None

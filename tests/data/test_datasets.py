@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from tlbench.data import DATASETS, DatasetNotFoundError, dataset_param_names, load_dataset
-from tlbench.data import datasets as ds_module
+from tlbench.data import CATALOG, DATASETS, DatasetNotFoundError, dataset_param_names, load_dataset
+from tlbench.data import fashion as fashion_module
 from tlbench.data.datasets import read_idx
 from tlbench.registry import UnknownNameError
 
@@ -27,6 +27,14 @@ def test_registry_lists_the_first_datasets():
     assert {"digits", "synthetic", "fashion_mnist"} <= set(DATASETS.names())
     assert dataset_param_names("synthetic")["classes"] == 10
     assert dataset_param_names("digits") == {}
+
+
+def test_every_catalog_entry_has_a_loader_with_the_catalogs_params():
+    """The spec layer checks grids against the torch-free catalog; loading uses DATASETS."""
+    assert DATASETS.names() == CATALOG.names()
+    for name in CATALOG.names():
+        assert DATASETS.get(name).params == CATALOG.get(name).params == dataset_param_names(name)
+        assert DATASETS.get(name).description == CATALOG.get(name).description
 
 
 def test_digits_splits():
@@ -103,7 +111,7 @@ def _fake_fashion(folder: Path, n_train: int = 200, n_test: int = 20, gz: bool =
 
 @pytest.fixture
 def no_debian(monkeypatch, tmp_path):
-    monkeypatch.setattr(ds_module, "DEBIAN_FASHION_MNIST", [tmp_path / "no-debian"])
+    monkeypatch.setattr(fashion_module, "DEBIAN_FASHION_MNIST", [tmp_path / "no-debian"])
 
 
 def test_fashion_mnist_from_data_dir(tmp_path, no_debian):

@@ -10,34 +10,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
-from tlbench.registry import Registry
+from tlbench.data.catalog import AUGMENTATIONS
+from tlbench.data.catalog import (
+    AugmentationInfo as AugmentationInfo,  # re-exported: the registry is torch-free
+)
 
 Augment = Callable[[torch.Tensor, "torch.Generator | None"], torch.Tensor]
-
-
-@dataclass(frozen=True)
-class AugmentationInfo:
-    name: str
-    random: bool  # False: deterministic, so frozen-backbone features could be cached
-    description: str
-
-
-AUGMENTATIONS: Registry[AugmentationInfo] = Registry("augmentation")
-AUGMENTATIONS.register("none", AugmentationInfo("none", False, "resize to the input size + normalize"))
-AUGMENTATIONS.register(
-    "basic", AugmentationInfo("basic", True, "random crop with 1/8 padding + horizontal flip, then resize")
-)
-AUGMENTATIONS.register(
-    "strong",
-    AugmentationInfo(
-        "strong", True, "basic + rotation ±15°, scale/translate/shear, brightness/contrast/saturation"
-    ),
-)
 
 
 def _gen_device(gen: torch.Generator | None) -> torch.device:

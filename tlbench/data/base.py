@@ -1,24 +1,74 @@
-"""What every dataset loader returns: uint8 image tensors with labels, split three ways.
+"""What ``load_dataset`` returns: uint8 image tensors with labels, split three ways.
 
 Images stay uint8 (N, C, H, W) on the CPU until the trainer moves them to the training device;
 augmentation, resizing to the backbone's input size and normalization happen there, batched
 (see ``augment.py``). Keeping the whole set as one tensor is what lets the hot loop index batches
-instead of decoding samples.
+instead of decoding samples. A set too large for memory keeps file paths instead
+(``FileImages``), decoded batch by batch (``stream.py``) with the same ``decode_image`` the
+folder loader uses, so both paths give the same pixels.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
 
-if TYPE_CHECKING:
-    from tlbench.data.stream import FileImages
+from tlbench.data.catalog import DatasetNotFoundError as DatasetNotFoundError  # re-exported
 
 
-class DatasetNotFoundError(FileNotFoundError):
-    """A dataset's files are missing: the message says where we looked and how to get them."""
+def decode_image(path: Path, size: int) -> np.ndarray:
+    """RGB uint8 (3, size, size): shorter side resized to ``size``, centre crop."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        im = im.convert("RGB")
+        w, h = im.size
+        scale = size / min(w, h)
+        im = im.resize((max(size, round(w * scale)), max(size, round(h * scale))), Image.BILINEAR)
+        w, h = im.size
+        left, top = (w - size) // 2, (h - size) // 2
+        im = im.crop((left, top, left + size, top + size))
+        return np.ascontiguousarray(np.asarray(im, dtype=np.uint8).transpose(2, 0, 1))  # writable
+
+
+class FileImages:
+    """Images as file paths, decoded on demand to ``size``×``size`` RGB uint8 (like the cache).
+
+    Indexing with an index array or slice gives the subset (how val/test/subset splits are
+    carved); ``decode`` gives pixels.
+    """
+
+    dtype = torch.uint8
+    ndim = 4
+
+    def __init__(self, paths: Sequence[str | Path], size: int):
+        self.paths = np.asarray([str(p) for p in paths], dtype=object)
+        self.size = int(size)
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        return (len(self.paths), 3, self.size, self.size)
+
+    @property
+    def device(self) -> torch.device:
+        return torch.device("cpu")  # pixels are made on the host, batch by batch
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, idx: Any) -> FileImages:
+        if isinstance(idx, torch.Tensor):
+            idx = idx.cpu().numpy()
+        picked = self.paths[idx]
+        return FileImages(picked if isinstance(picked, np.ndarray) else [picked], self.size)
+
+    def decode(self, i: int) -> torch.Tensor:
+        return torch.from_numpy(decode_image(Path(self.paths[i]), self.size))
 
 
 @dataclass

@@ -8,12 +8,14 @@ under the data dir in torchvision's layout and downloaded (checksummed) by torch
 from __future__ import annotations
 
 import pickle
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from tlbench.data.base import DatasetNotFoundError
+from tlbench.data.cache import file_fingerprint
+from tlbench.data.catalog import DatasetNotFoundError, RawSplits
 
 CIFAR = {
     "cifar10": {
@@ -67,8 +69,6 @@ def find(root: Path, kind: str) -> Path | None:
 
 
 def fingerprint(root: Path, kind: str) -> str | None:
-    from tlbench.data.cache import file_fingerprint
-
     folder = find(root, kind)
     if folder is None:
         return None
@@ -122,3 +122,18 @@ def load(root: Path, download: bool, kind: str, labels: str = "fine") -> tuple[t
 
     classes = [n.decode() if isinstance(n, bytes) else str(n) for n in meta[names_key]]
     return read(spec["train"]), read(spec["test"]), classes, str(folder)
+
+
+def loader(kind: str, labels: str = "fine") -> Callable[[Path, bool], RawSplits]:
+    """The loader of one catalog entry: ``cifar10``, ``cifar100`` or (coarse labels) ``cifar100_coarse``."""
+
+    def load_entry(data_dir: Path, download: bool) -> RawSplits:
+        train, test, classes, source = load(data_dir, download, kind, labels)
+        return RawSplits(train=train, test=test, classes=classes, source=source)
+
+    return load_entry
+
+
+def fingerprinter(kind: str) -> Callable[[Path], str | None]:
+    """``fingerprint`` for one kind, in the shape the dataset registry calls it."""
+    return lambda data_dir: fingerprint(data_dir, kind)

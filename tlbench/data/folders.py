@@ -1,5 +1,7 @@
 """Image folders: any ImageFolder tree, and the PyTorch tutorial's hymenoptera (ants / bees).
 
+The ``imagefolder`` and ``hymenoptera`` loaders (and their cache fingerprints) are at the end.
+
 Images are decoded once with PIL to a fixed stored size (shorter side resized, centre crop),
 as uint8, so the set then lives in the tensor cache and trains like CIFAR. Layouts:
 ``root/{train,val,test}/CLASS/*.jpg`` (any of val/test may be missing: carved from train), or
@@ -15,9 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from tlbench.data.base import DatasetNotFoundError
+from tlbench.data.base import FileImages, decode_image
+from tlbench.data.catalog import DatasetNotFoundError, RawSplits
 from tlbench.data.splits import stratified_split
-from tlbench.data.stream import FileImages
+from tlbench.data.stream import should_stream
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 HYMENOPTERA_URL = "https://download.pytorch.org/tutorial/hymenoptera_data.zip"
@@ -32,21 +35,6 @@ def _files(folder: Path) -> list[tuple[Path, str]]:
             if f.suffix.lower() in IMAGE_EXTENSIONS and f.is_file():
                 out.append((f, cls.name))
     return out
-
-
-def decode_image(path: Path, size: int) -> np.ndarray:
-    """RGB uint8 (3, size, size): shorter side resized to ``size``, centre crop."""
-    from PIL import Image
-
-    with Image.open(path) as im:
-        im = im.convert("RGB")
-        w, h = im.size
-        scale = size / min(w, h)
-        im = im.resize((max(size, round(w * scale)), max(size, round(h * scale))), Image.BILINEAR)
-        w, h = im.size
-        left, top = (w - size) // 2, (h - size) // 2
-        im = im.crop((left, top, left + size, top + size))
-        return np.ascontiguousarray(np.asarray(im, dtype=np.uint8).transpose(2, 0, 1))  # writable
 
 
 def _decode_all(
@@ -150,3 +138,55 @@ def hymenoptera_root(data_dir: Path, download: bool) -> Path:
         f"hymenoptera: neither {folder}/ nor {archive} exists ({error}). Download {HYMENOPTERA_URL} "
         f"into {data_dir} (or run `tlbench prefetch` with internet)."
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# the loaders (their params and descriptions are in catalog.py)
+
+
+def load_imagefolder(
+    data_dir: Path, download: bool, *, path: str | None, image_size: int, test_ratio: float
+) -> RawSplits:
+    if not path:
+        raise ValueError("imagefolder needs params: {path: /folder/with/train/val/test or CLASS subfolders}")
+    root = Path(path).expanduser()
+    stream = root.is_dir() and should_stream(count_images(root), image_size)
+    tree = load_tree(root, image_size, test_ratio, stream=stream)
+    a = tree["arrays"]
+    return RawSplits(
+        train=a["train"],
+        val=a.get("val"),
+        test=a["test"],
+        classes=tree["classes"],
+        source=str(root),
+        notes=tree["notes"],
+    )
+
+
+def imagefolder_fingerprint(
+    data_dir: Path, *, path: str | None, image_size: int, test_ratio: float
+) -> str | None:
+    if not path:
+        return None
+    root = Path(path).expanduser()
+    if root.is_dir() and should_stream(count_images(root), image_size):
+        return None  # streamed sets are not decoded into the tensor cache
+    return fingerprint(root)
+
+
+def load_hymenoptera(data_dir: Path, download: bool, *, image_size: int) -> RawSplits:
+    root = hymenoptera_root(data_dir, download)
+    tree = load_tree(root, image_size, 0.1)
+    a = tree["arrays"]
+    return RawSplits(
+        train=a["train"],
+        val=a["val"],
+        test=a["val"],
+        classes=tree["classes"],
+        source=str(root),
+        notes={"test": "the tutorial has no test split: test = val (153 images)"},
+    )
+
+
+def hymenoptera_fingerprint(data_dir: Path, *, image_size: int) -> str | None:
+    return fingerprint(data_dir / "hymenoptera_data")

@@ -2,7 +2,7 @@
 
 Small and medium sets live as one uint8 tensor on the training device (``base.TensorSplit``).
 An ImageFolder tree whose decoded size exceeds the memory budget instead keeps only its file
-paths (``FileImages``); ``image_batches`` then decodes each batch in DataLoader worker processes,
+paths (``base.FileImages``); ``image_batches`` then decodes each batch in DataLoader worker processes,
 ahead of the training step, and hands the trainer the same uint8 (B, C, H, W) batches the tensor
 path would, so augmentation, training and results do not depend on which path was taken.
 
@@ -15,50 +15,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
+from tlbench.data.base import FileImages as FileImages  # re-exported: it lives in base.py
+
 STREAM_MODES = ("auto", "always", "never")
-
-
-class FileImages:
-    """Images as file paths, decoded on demand to ``size``×``size`` RGB uint8 (like the cache).
-
-    Indexing with an index array or slice gives the subset (how val/test/subset splits are
-    carved); ``decode`` gives pixels.
-    """
-
-    dtype = torch.uint8
-    ndim = 4
-
-    def __init__(self, paths: Sequence[str | Path], size: int):
-        self.paths = np.asarray([str(p) for p in paths], dtype=object)
-        self.size = int(size)
-
-    @property
-    def shape(self) -> tuple[int, int, int, int]:
-        return (len(self.paths), 3, self.size, self.size)
-
-    @property
-    def device(self) -> torch.device:
-        return torch.device("cpu")  # pixels are made on the host, batch by batch
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, idx: Any) -> FileImages:
-        if isinstance(idx, torch.Tensor):
-            idx = idx.cpu().numpy()
-        picked = self.paths[idx]
-        return FileImages(picked if isinstance(picked, np.ndarray) else [picked], self.size)
-
-    def decode(self, i: int) -> torch.Tensor:
-        from tlbench.data.folders import decode_image
-
-        return torch.from_numpy(decode_image(Path(self.paths[i]), self.size))
 
 
 class _Decoded(torch.utils.data.Dataset):

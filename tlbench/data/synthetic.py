@@ -4,12 +4,17 @@ Each class is an Iterated Function System (2-4 contractive affine maps) drawn fr
 a sample is a chaos-game render of its class's IFS with small per-sample perturbations of the
 maps, a random pose (scale, rotation, position), random foreground / background colours and a
 background texture. Classes differ in shape, samples in everything else: a real (formula-driven)
-source task, deterministic for given parameters, generated in about a second.
+source task, deterministic for given parameters, generated in about a second. ``load`` is the
+``synthetic`` dataset's loader (its params and defaults are in ``catalog.py``).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+
+from tlbench.data.catalog import RawSplits
 
 GENERATOR_VERSION = "1"  # bump when the images change: it keys the tensor cache
 N_WALKERS = 96  # parallel chaos-game walkers per image
@@ -137,3 +142,36 @@ def generate(
         images[c * per_class : (c + 1) * per_class] = np.clip(img * 255 + 0.5, 0, 255).astype(np.uint8)
     labels = np.repeat(np.arange(classes), per_class).astype(np.int64)
     return images, labels
+
+
+def load(
+    data_dir: Path,
+    download: bool,
+    *,
+    classes: int,
+    train_per_class: int,
+    val_per_class: int,
+    test_per_class: int,
+    image_size: int,
+    seed: int,
+) -> RawSplits:
+    """The ``synthetic`` dataset: train, val and test renders of the same ``classes`` systems."""
+    if classes < 2 or min(train_per_class, val_per_class, test_per_class) < 1 or image_size < 8:
+        raise ValueError(
+            "synthetic needs classes >= 2, at least 1 image per class and split, image_size >= 8"
+        )
+    train = generate(classes, train_per_class, image_size, seed, split_seed=0)
+    val = generate(classes, val_per_class, image_size, seed, split_seed=1)
+    test = generate(classes, test_per_class, image_size, seed, split_seed=2)
+    return RawSplits(
+        train=train,
+        val=val,
+        test=test,
+        classes=[f"ifs_{i:02d}" for i in range(classes)],
+        source=f"generated (IFS fractals, seed {seed})",
+    )
+
+
+def fingerprint(data_dir: Path, **params: object) -> str:
+    """The generator's version: the tensor cache is rebuilt when the images change."""
+    return f"synthetic-generator-{GENERATOR_VERSION}"
