@@ -1,0 +1,115 @@
+"""MLflow -> pandas: the only report module that talks to the store (through ``tlbench.tracking``).
+
+It reads a grid's runs into frames, and attaches the written report to the grid's parent run.
+Keeping every store call and every tag name here lets ``tables``, ``plots`` and ``render`` work
+on plain frames, and keeps the report in step with the writers through ``tracking.tags``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from tlbench.report.tables import summary_frame
+from tlbench.tracking import tags
+
+if TYPE_CHECKING:
+    from tlbench.grid import Cell
+    from tlbench.tracking import Tracker
+
+EPOCH_METRICS = ["train_loss", "train_acc", "val_loss", "val_acc"]
+
+
+def cells_frame(cells: list[Cell], tracker: Tracker, experiment_id: str) -> pd.DataFrame:
+    """One row per cell of the grid with its newest FINISHED run, or the state it is in.
+
+    Every cell appears (MISSING, FAILED, RUNNING, ...): a report never drops one silently.
+    """
+    runs = [r for r in tracker.runs(experiment_id) if not r.data.tags.get(tags.VARIANT)]  # newest first
+    by_cell: dict[str, list[Any]] = {}
+    for r in runs:
+        by_cell.setdefault(r.data.tags.get(tags.CELL_ID, ""), []).append(r)
+    rows = []
+    for cell in cells:
+        mine = by_cell.get(cell.id, [])
+        finished = [r for r in mine if r.info.status == "FINISHED"]
+        run = finished[0] if finished else (mine[0] if mine else None)
+        status = run.info.status if run else "MISSING"
+        reason = run.data.tags.get(tags.REASON, "") if run and status != "FINISHED" else ""
+        metrics = dict(run.data.metrics) if run and status == "FINISHED" else {}
+        rows.append((cell, status, metrics, reason, run.info.run_id if run else None))
+    df = summary_frame((c, s, m, r) for c, s, m, r, _ in rows)
+    df["run_id"] = [rid for *_, rid in rows]
+    df["epochs"] = [c.train.epochs for c, *_ in rows]
+    for key in ("test_acc", "best_val_acc", "source"):
+        df[f"reported_{key}"] = [c.reported.get(key) for c, *_ in rows]
+    return df
+
+
+def tuned_runs(cells: list[Cell], tracker: Tracker, experiment_id: str, df: pd.DataFrame) -> pd.DataFrame:
+    """Cells that also have a FINISHED ``tuned`` run: its result and the settings each run used.
+
+    ``df`` is ``cells_frame``'s, whose ``run_id`` names the plain run to compare with. The frame
+    is of object dtype so values stay exactly as MLflow gave them (None stays None) until
+    ``tables.tuned_vs_untuned`` lines them up.
+    """
+    tuned = tracker.finished_runs(experiment_id, variant="tuned")
+    plain_run_ids = df.set_index("id")["run_id"]
+    records = []
+    for cell in cells:
+        run = tuned.get(cell.id)
+        if run is None:
+            continue
+        base_run_id = plain_run_ids.loc[cell.id]
+        base_params = tracker.client.get_run(base_run_id).data.params if base_run_id else {}
+        records.append(
+            {
+                "id": cell.id,
+                "cell": cell.name,
+                "tuned_test_acc": run.data.metrics.get("test_acc"),
+                "untuned_lr": base_params.get("effective_lr"),
+                "tuned_lr": run.data.params.get("effective_lr"),
+                "untuned_batch": base_params.get("batch_size"),
+                "tuned_batch": run.data.params.get("batch_size"),
+                "hp_source": run.data.params.get("hp_source", run.data.tags.get(tags.VARIANT, "")),
+            }
+        )
+    return pd.DataFrame(records, dtype=object)
+
+
+def epoch_history(tracker: Tracker, df: pd.DataFrame, metrics: list[str] = EPOCH_METRICS) -> pd.DataFrame:
+    """Long table (cell, epoch, metric, value) of the per-epoch metrics of FINISHED cells."""
+    records = []
+    for _, row in df[df["status"] == "FINISHED"].iterrows():
+        for m in metrics:
+            for h in tracker.client.get_metric_history(row["run_id"], m):
+                records.append(
+                    {
+                        "cell": row["cell"],
+                        "dataset": row["dataset"],
+                        "epoch": h.step,
+                        "metric": m,
+                        "value": h.value,
+                    }
+                )
+    return pd.DataFrame.from_records(records, columns=["cell", "dataset", "epoch", "metric", "value"])
+
+
+def log_to_mlflow(tracker: Tracker, experiment_id: str, grid: str, files: list[Path]) -> str:
+    """Attach the report to the grid's parent run (created once, reused), under ``report/``."""
+    existing = tracker.client.search_runs(
+        [experiment_id], filter_string=f"tags.`{tags.GRID_REPORT}` = 'true'", max_results=1
+    )
+    if existing:
+        run_id = existing[0].info.run_id
+    else:
+        run = tracker.client.create_run(
+            experiment_id, run_name=f"grid:{grid}", tags={tags.GRID_REPORT: "true", tags.GRID: grid}
+        )
+        run_id = run.info.run_id
+        tracker.client.set_terminated(run_id, "FINISHED")
+    for f in files:
+        tracker.client.log_artifact(run_id, str(f), "report")
+    return run_id

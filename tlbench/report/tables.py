@@ -1,0 +1,216 @@
+"""The report's tables, computed from frames with pandas alone: no MLflow, no matplotlib.
+
+``collect`` turns the store into frames; everything here is arithmetic on them, so each table
+can be checked on a hand-made frame, and ``plots`` and ``render`` share one set of numbers.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+if TYPE_CHECKING:
+    from tlbench.grid import Cell
+
+AXES = ["dataset", "backbone", "strategy", "optimizer", "augmentation"]
+HEADLINE_METRICS = [
+    "test_acc",
+    "best_val_acc",
+    "test_top5",
+    "best_epoch",
+    "train_time_s",
+    "images_per_s",
+    "params_trainable",
+    "params_total",
+    "peak_mem_mb",
+]
+CELL_SUMMARY_COLUMNS = [
+    "cell",
+    "status",
+    "test_acc",
+    "best_val_acc",
+    "test_top5",
+    "epochs",
+    "best_epoch",
+    "trainable",
+    "params_total",
+    "train_time_s",
+    "images_per_s",
+    "peak_mem_mb",
+    "reason",
+]
+
+
+@dataclass
+class Report:
+    """Every table of a grid's report, plus the plots, ready to write in any format."""
+
+    grid: str
+    cells: pd.DataFrame
+    pivot: pd.DataFrame
+    pivot_val: pd.DataFrame
+    effects: pd.DataFrame
+    epochs: pd.DataFrame
+    summary: pd.DataFrame
+    reported: pd.DataFrame
+    tuned: pd.DataFrame
+    rows: list[str]
+    cols: list[str]
+    plots: dict[str, Path] = field(default_factory=dict)
+
+    def status_counts(self) -> dict[str, int]:
+        """How many cells are in each state, for the report's first line."""
+        return self.cells["status"].value_counts().to_dict()
+
+
+def param_count(n: float) -> str:
+    """Parameter counts as people say them: 970, 37.4k, 11.7M."""
+    n = float(n)
+    if n >= 1e6:
+        return f"{n / 1e6:.1f}M"
+    if n >= 1e4:
+        return f"{n / 1e3:.0f}k"
+    if n >= 1e3:
+        return f"{n / 1e3:.1f}k"
+    return f"{n:.0f}"
+
+
+def label(key: Any) -> str:
+    """A row or column key as one string: tuples of a multi-axis index joined with ``/``."""
+    return "/".join(map(str, key)) if isinstance(key, tuple) else str(key)
+
+
+def summary_frame(rows: Iterable[tuple[Cell, str, dict[str, float], str]]) -> pd.DataFrame:
+    """One row per cell: (cell, status, metrics, reason) -> a DataFrame with the headline metrics."""
+    records: list[dict[str, Any]] = []
+    for cell, status, metrics, reason in rows:
+        rec: dict[str, Any] = {"cell": cell.name, "status": status, "id": cell.id, **cell.axis_values()}
+        for m in HEADLINE_METRICS:
+            rec[m] = metrics.get(m)
+        trainable, total = metrics.get("params_trainable"), metrics.get("params_total")
+        rec["trainable"] = (
+            f"{param_count(trainable)} of {param_count(total)}" if trainable and total else None
+        )
+        rec["reason"] = reason.splitlines()[0] if reason else ""
+        records.append(rec)
+    return pd.DataFrame.from_records(records)
+
+
+def tuned_vs_untuned(tuned: pd.DataFrame, df: pd.DataFrame) -> pd.DataFrame:
+    """Each tuned run (``collect.tuned_runs``) beside its plain cell's result in ``df``, with the gain."""
+    plain = df.set_index("id")
+    records = []
+    for run in tuned.to_dict("records"):
+        t_acc, u_acc = run["tuned_test_acc"], plain.loc[run["id"], "test_acc"]
+        records.append(
+            {
+                "cell": run["cell"],
+                "untuned_test_acc": u_acc,
+                "tuned_test_acc": t_acc,
+                "gain": (t_acc - u_acc)
+                if t_acc is not None and u_acc is not None and not pd.isna(u_acc)
+                else None,
+                "untuned_lr": run["untuned_lr"],
+                "tuned_lr": run["tuned_lr"],
+                "untuned_batch": run["untuned_batch"],
+                "tuned_batch": run["tuned_batch"],
+                "hp_source": run["hp_source"],
+            }
+        )
+    return pd.DataFrame.from_records(records)
+
+
+def reported_vs_tlbench(df: pd.DataFrame) -> pd.DataFrame:
+    """For cells with a published number (e.g. the seed reports): reported, tlbench, difference."""
+    records = []
+    for _, row in df.iterrows():
+        for metric in ("test_acc", "best_val_acc"):
+            rep = row.get(f"reported_{metric}")
+            if rep is None or pd.isna(rep):
+                continue
+            got = row.get(metric)
+            records.append(
+                {
+                    "cell": row["cell"],
+                    "source": row.get("reported_source") or "",
+                    "metric": metric,
+                    "reported": rep,
+                    "tlbench": got,
+                    "difference": (got - rep) if got is not None and not pd.isna(got) else None,
+                    "status": row["status"],
+                }
+            )
+    return pd.DataFrame.from_records(
+        records, columns=["cell", "source", "metric", "reported", "tlbench", "difference", "status"]
+    )
+
+
+def pivot(df: pd.DataFrame, rows: list[str], cols: list[str], value: str = "test_acc") -> pd.DataFrame:
+    """``value`` arranged by any axes; cells sharing a position are averaged (n shown separately)."""
+    for axis in rows + cols:
+        if axis not in df.columns:
+            raise ValueError(f"unknown axis {axis!r} (valid: {', '.join(AXES)})")
+    done = df[df["status"] == "FINISHED"]
+    return pd.pivot_table(done, index=rows, columns=cols, values=value, aggfunc="mean", dropna=False).reindex(
+        index=_order(df, rows), columns=_order(df, cols)
+    )
+
+
+def _order(df: pd.DataFrame, axes: list[str]) -> pd.Index:
+    """Grid order (first appearance) rather than alphabetical."""
+    seen = list(dict.fromkeys(tuple(r) for r in df[axes].itertuples(index=False)))
+    return (
+        pd.MultiIndex.from_tuples(seen, names=axes)
+        if len(axes) > 1
+        else pd.Index([s[0] for s in seen], name=axes[0])
+    )
+
+
+def best_mask(piv: pd.DataFrame) -> pd.DataFrame:
+    """True where a value is its row's best (ties all marked)."""
+    return piv.eq(piv.max(axis=1), axis=0) & piv.notna()
+
+
+def axis_effects(df: pd.DataFrame, value: str = "test_acc") -> pd.DataFrame:
+    """Mean and spread of ``value`` per value of each axis (e.g. linear_probe vs finetune)."""
+    done = df[df["status"] == "FINISHED"]
+    parts = []
+    for axis in AXES:
+        g = done.groupby(axis, sort=False)[value].agg(["count", "mean", "std", "min", "max"])
+        if len(g) < 2:
+            continue  # an axis with one value says nothing
+        g = g.reset_index().rename(columns={axis: "value"})
+        g.insert(0, "axis", axis)
+        parts.append(g)
+    if not parts:
+        return pd.DataFrame(columns=["axis", "value", "count", "mean", "std", "min", "max"])
+    return pd.concat(parts, ignore_index=True)
+
+
+def epoch_table(history: pd.DataFrame, metric: str = "val_acc") -> pd.DataFrame:
+    """Epoch-by-epoch, cells side by side (seed 000's table)."""
+    h = history[history["metric"] == metric]
+    if h.empty:
+        return pd.DataFrame()
+    return h.pivot_table(index="epoch", columns="cell", values="value", aggfunc="last")
+
+
+def cell_summary(df: pd.DataFrame) -> pd.DataFrame:
+    """The per-cell table of the report: the columns people read, in reading order."""
+    return df[[c for c in CELL_SUMMARY_COLUMNS if c in df.columns]]
+
+
+def pareto_front(df: pd.DataFrame, x: str = "train_time_s", y: str = "test_acc") -> list[str]:
+    """Cells no other cell beats on both lower ``x`` and higher ``y``."""
+    done = df[(df["status"] == "FINISHED")].dropna(subset=[x, y]).sort_values([x, y], ascending=[True, False])
+    front, best = [], -math.inf
+    for _, row in done.iterrows():
+        if row[y] > best:
+            front.append(row["cell"])
+            best = row[y]
+    return front
