@@ -17,20 +17,14 @@ import torch
 import torch.nn as nn
 
 import tlbench.backbones  # noqa: F401  (registers our own backbones in timm)
-from tlbench.registry import UnknownNameError
+from tlbench.errors import TlbenchError
+from tlbench.hub import check_backbone_name as check_backbone_name  # re-exported: it lives in tlbench.hub
+from tlbench.hub import hub_model_name, hub_repo
 from tlbench.spec import HeadConfig, WeightsSpec
 
 
-class WeightsError(ValueError):
+class WeightsError(TlbenchError, ValueError):
     """A weight file that is missing or does not fit the backbone; the message names keys and shapes."""
-
-
-def check_backbone_name(name: str) -> None:
-    """Raise ``UnknownNameError`` (with did-you-mean) unless timm knows this model (``arch`` or ``arch.tag``)."""
-    import timm
-
-    if not timm.is_model(name):
-        raise UnknownNameError("backbone (timm model)", name, timm.list_models())
 
 
 def classifier_prefixes(model: nn.Module) -> tuple[str, ...]:
@@ -250,8 +244,6 @@ def _fail_fast_if_unreachable(name: str) -> None:
     """Seconds, not a minute of retries: weights neither cached nor reachable fail at once."""
     if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
         return  # the hub library itself fails fast (or reads the cache)
-    from tlbench.prefetch import hub_repo
-
     repo, cached = hub_repo(name)
     if cached or not repo:
         return
@@ -284,7 +276,7 @@ def build_model(
 
     kwargs = dict(model_kwargs or {})
     if weights.kind == "hub":
-        name = backbone if (not weights.value or "." in backbone) else f"{backbone}.{weights.value}"
+        name = hub_model_name(backbone, weights.value)
         _fail_fast_if_unreachable(name)
         try:
             model = timm.create_model(name, pretrained=True, num_classes=num_classes, **kwargs)

@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from tlbench.grid import Cell
-
-HUB_FILES = ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin")
+from tlbench.hub import HUB_FILES as HUB_FILES  # re-exported: the hub helpers live in tlbench.hub
+from tlbench.hub import check_hub_tag as check_hub_tag  # re-exported
+from tlbench.hub import hub_model_name, hub_repo
 
 
 @dataclass
@@ -32,44 +33,12 @@ def hub_name(cell: Cell) -> str | None:
     """``arch.tag`` of a cell's hub weights (timm's default tag when none is named), or None."""
     if cell.weights.kind != "hub" or cell.strategy.name == "scratch":
         return None
-    name = cell.backbone.name
-    return name if ("." in name or not cell.weights.value) else f"{name}.{cell.weights.value}"
-
-
-def hub_repo(name: str) -> tuple[str, str | None]:
-    """(hf repo id, file name in the HF cache if present) for a timm pretrained name."""
-    from timm.models import get_pretrained_cfg
-
-    cfg = get_pretrained_cfg(name)
-    repo = getattr(cfg, "hf_hub_id", None) or ""
-    if not repo:
-        return "", None
-    from huggingface_hub import try_to_load_from_cache
-
-    for filename in HUB_FILES:
-        found = try_to_load_from_cache(repo, filename)
-        if isinstance(found, str):
-            return repo, found
-    return repo, None
-
-
-def check_hub_tag(name: str) -> None:
-    """Raise ``UnknownNameError`` unless timm has pretrained weights of that exact name."""
-    import timm
-
-    from tlbench.registry import UnknownNameError
-
-    if not timm.list_pretrained(name if "." in name else name + ".*"):
-        arch = name.split(".")[0]
-        raise UnknownNameError(
-            "pretrained tag", name, timm.list_pretrained(arch + ".*") or [arch + " (no tags)"]
-        )
+    return hub_model_name(cell.backbone.name, cell.weights.value)
 
 
 def status(cells: list[Cell], data_dir: str | Path | None = None) -> list[Input]:
     """Where every input of these cells is: present locally, or to be downloaded."""
-    from tlbench.data import DATASETS
-    from tlbench.data.datasets import data_root
+    from tlbench.data.datasets import DATASETS, data_root
 
     root = data_root(data_dir)
     out: list[Input] = []
