@@ -1,0 +1,114 @@
+"""Stores for the report tests, each built once per session: one filled by a real tiny grid run
+(numbers as training leaves them), one filled directly through MLflow's client (run states and
+tags that a healthy run never leaves)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from mlflow.tracking import MlflowClient
+
+from tlbench import report as rp
+from tlbench.cli import main
+from tlbench.grid import expand
+from tlbench.spec import load_grid
+from tlbench.tracking import Tracker, tags
+
+GRID = """
+name: rep
+train: {epochs: 2, batch_size: 32, image_size: 16, lr: 0.05, seed: 0}
+datasets:
+  - {name: synthetic, params: {classes: 3, train_per_class: 20, val_per_class: 6, test_per_class: 6, image_size: 16}}
+  - {name: digits, train: {subset: 0.1}}
+backbones: [{name: test_resnet, weights: none}]
+strategies: [linear_probe, scratch]
+optimizers: [sgd]
+augmentations: [none]
+reported:
+  "synthetic/*/scratch/*": {test_acc: 0.5, source: "a published table"}
+"""
+
+
+@pytest.fixture(scope="session")
+def filled(tmp_path_factory):
+    """A store where 3 of the 4 cells ran (the digits linear probe was never run)."""
+    tmp = tmp_path_factory.mktemp("report")
+    grid = tmp / "rep.yaml"
+    grid.write_text(GRID)
+    store = f"sqlite:///{tmp / 'mlruns' / 'mlflow.db'}"
+    result = CliRunner().invoke(
+        main,
+        [
+            "run",
+            "--grid",
+            str(grid),
+            "--tracking-uri",
+            store,
+            "--select",
+            "synthetic/*",
+            "--select",
+            "*/scratch/*",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    return grid, store, tmp
+
+
+@pytest.fixture(scope="session")
+def make_report() -> Callable[..., tuple[rp.Report, Tracker]]:
+    """Build the report of a grid file from a store, the way ``tlbench report`` does."""
+
+    def _report(
+        grid: Path, store: str, out: Path, rows: Any = ("dataset", "backbone"), cols: Any = ("strategy",)
+    ) -> tuple[rp.Report, Tracker]:
+        spec = load_grid(grid)
+        cells = expand(spec)
+        tracker = Tracker(store)
+        exp = tracker.experiment_id(spec.name)
+        rep = rp.build(cells, tracker, exp, grid=spec.name, rows=list(rows), cols=list(cols), out=out)
+        return rep, tracker
+
+    return _report
+
+
+@pytest.fixture(scope="session")
+def client_filled(tmp_path_factory):
+    """A store written through MlflowClient alone, for the grid ``GRID``'s four cells:
+
+    - synthetic linear probe: an older FINISHED run and a newer FAILED one (the FINISHED one counts)
+    - synthetic scratch: KILLED, with a two-line reason
+    - digits scratch: FINISHED, plus a newer FINISHED ``tuned`` variant that must stay out
+    - digits linear probe: never run
+    """
+    tmp = tmp_path_factory.mktemp("report-client")
+    grid = tmp / "rep.yaml"
+    grid.write_text(GRID)
+    store = f"sqlite:///{tmp / 'mlruns' / 'mlflow.db'}"
+    cells = {c.name: c for c in expand(load_grid(grid))}
+    tracker = Tracker(store)
+    exp = tracker.experiment_id("rep")
+    client = MlflowClient(store)
+    runs: dict[str, str] = {}
+
+    def add(key: str, cell: str, status: str, metrics: dict[str, float], extra: dict[str, str]) -> None:
+        start = 1_700_000_000_000 + 1000 * len(runs)  # distinct: "newest first" is by start time
+        run = client.create_run(
+            exp, start_time=start, tags={tags.CELL_ID: cells[cell].id, tags.CELL: cell, **extra}
+        )
+        for name, value in metrics.items():
+            client.log_metric(run.info.run_id, name, value, step=0)
+        client.set_terminated(run.info.run_id, status)
+        runs[key] = run.info.run_id
+
+    probe, scratch = "synthetic/test_resnet/linear_probe/sgd/none", "synthetic/test_resnet/scratch/sgd/none"
+    digits = "digits-10pct/test_resnet/scratch/sgd/none"
+    add("probe_ok", probe, "FINISHED", {"test_acc": 0.6, "val_acc": 0.55}, {})
+    add("probe_failed", probe, "FAILED", {}, {tags.REASON: "CUDA out of memory"})
+    add("scratch_killed", scratch, "KILLED", {}, {tags.REASON: "interrupted\ntraceback follows"})
+    add("digits_ok", digits, "FINISHED", {"test_acc": 0.7, "val_acc": 0.65}, {})
+    add("digits_tuned", digits, "FINISHED", {"test_acc": 0.9}, {tags.VARIANT: "tuned"})
+    return grid, store, runs

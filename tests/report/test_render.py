@@ -1,0 +1,190 @@
+"""Files and terminal tables: `tlbench report` writes CSV that round-trips, Markdown and one
+self-contained HTML page (rendered by a real browser when there is one); bold marks the best."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+from mlflow.tracking import MlflowClient
+from rich.console import Console
+
+from tlbench.cli import main
+from tlbench.report import render
+from tlbench.report.tables import Report
+
+
+def test_cli_report_writes_csv_that_round_trips_md_and_html(filled, make_report, tmp_path):
+    grid, store, _ = filled
+    out = tmp_path / "out"
+    result = CliRunner().invoke(
+        main, ["report", "--grid", str(grid), "--tracking-uri", store, "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    cells = pd.read_csv(out / "cells.csv")
+    rep, _ = make_report(grid, store, tmp_path / "again")
+    pd.testing.assert_series_equal(cells["test_acc"], rep.cells["test_acc"], check_names=False)
+    assert set(cells["status"]) == {"FINISHED", "MISSING"}
+    piv = pd.read_csv(out / "pivot_test_acc.csv", index_col=[0, 1])
+    assert piv.loc[("synthetic", "test_resnet"), "scratch"] == pytest.approx(
+        rep.pivot.loc[("synthetic", "test_resnet"), "scratch"]
+    )
+    md = (out / "report.md").read_text()
+    assert "| dataset | backbone | linear_probe | scratch |" in md and "MISSING" in md
+    page = (out / "report.html").read_text()
+    assert page.count("<table>") >= 5 and page.count("data:image/png;base64,") >= 3
+    # the grid's parent run holds the report
+    client = MlflowClient(store)
+    exp = client.get_experiment_by_name("rep")
+    parents = client.search_runs([exp.experiment_id], "tags.`tlbench.grid_report` = 'true'")
+    assert len(parents) == 1
+    names = {a.path for a in client.list_artifacts(parents[0].info.run_id, "report")}
+    assert {"report/report.html", "report/report.md", "report/cells.csv"} <= names
+
+
+def test_bad_axis_is_a_clear_error(filled):
+    grid, store, _ = filled
+    result = CliRunner().invoke(
+        main, ["report", "--grid", str(grid), "--tracking-uri", store, "--rows", "datset"]
+    )
+    assert result.exit_code == 2
+    assert "unknown axis 'datset'" in result.output
+
+
+def _small_report() -> Report:
+    """A report made by hand: two datasets by two strategies, one tie, one missing cell."""
+    pivot = pd.DataFrame(
+        {"lp": [0.5, 0.7], "ft": [0.9, 0.7]}, index=pd.Index(["d2", "d1"], name="dataset")
+    ).rename_axis(columns="strategy")
+    cells = pd.DataFrame(
+        {
+            "cell": ["d2/lp", "d2/ft", "d1/lp", "d1/ft|x"],
+            "status": ["FINISHED", "FINISHED", "FINISHED", "MISSING"],
+            "dataset": ["d2", "d2", "d1", "d1"],
+            "test_acc": [0.5, 0.9, 0.7, None],
+            "best_val_acc": [0.55, 0.85, 0.75, None],
+            "best_epoch": [1.0, 2.0, 1.0, None],
+            "train_time_s": [1.25, 2.0, 3.0, None],
+            "trainable": ["1.0k of 2.0k", None, None, None],
+            "epochs": [3, 3, 3, 3],
+            "reason": ["", "", "", ""],
+        }
+    )
+    empty = pd.DataFrame()
+    return Report(
+        "g",
+        cells,
+        pivot,
+        pivot,
+        pd.DataFrame(columns=["axis"]),
+        empty,
+        cells,
+        empty,
+        empty,
+        ["dataset"],
+        ["strategy"],
+    )
+
+
+def test_markdown_marks_each_rows_best_and_escapes_pipes():
+    md = render.to_markdown(_small_report())
+    assert md.startswith("# tlbench report: grid `g`\n\n4 cells: FINISHED 3, MISSING 1.")
+    assert "| d2 | 0.5000 | **0.9000** |" in md
+    assert "| d1 | **0.7000** | **0.7000** |" in md  # ties are all best
+    assert "d1/ft\\|x" in md and "| 3 |" in md  # epochs are counts, not 3.0000
+    assert "Tuned vs untuned" not in md and "Reported elsewhere" not in md
+
+
+def test_write_md_and_csv_only_what_was_asked(tmp_path):
+    files = render.write(_small_report(), tmp_path, ["md", "csv"])
+    assert [f.name for f in files] == [
+        "report.md",
+        "cells.csv",
+        "pivot_test_acc.csv",
+        "pivot_best_val_acc.csv",
+        "axis_effects.csv",
+        "val_acc_per_epoch.csv",
+    ]
+    assert not (tmp_path / "report.html").exists()
+    assert list(pd.read_csv(tmp_path / "cells.csv").columns)[-1] == "reason"
+    piv = pd.read_csv(tmp_path / "pivot_test_acc.csv", index_col=0)
+    assert piv.loc["d2", "ft"] == 0.9
+
+
+def test_html_is_one_page_with_best_and_status_classes():
+    page = render.to_html(_small_report())
+    assert page.startswith("<!doctype html>") and "<style>" in page and "<p>no plots</p>" in page
+    assert '<td class="best">0.9000</td>' in page and '<td class="st-missing">MISSING</td>' in page
+
+
+def test_terminal_tables_show_the_same_numbers():
+    console = Console(record=True, width=200)
+    rep = _small_report()
+    render.render_pivot(rep, console)
+    words = " ".join(console.export_text(clear=False).split())  # a narrow table wraps its title
+    assert "test accuracy: dataset by strategy" in words
+    render.render_summary(rep.cells, console, title="grid g")
+    render.render_frame(rep.cells[["cell", "test_acc"]], console, "cells")
+    text = console.export_text()
+    assert "0.9000" in text
+    assert "grid g" in text and "MISSING" in text and "1.2" in text and "1.0k of 2.0k" in text
+    assert text.count("—") >= 3  # missing values are a dash in every table
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed")
+def test_html_renders_in_headless_chromium(filled, tmp_path):
+    grid, store, _ = filled
+    out = tmp_path / "html"
+    result = CliRunner().invoke(
+        main,
+        [
+            "report",
+            "--grid",
+            str(grid),
+            "--tracking-uri",
+            store,
+            "--out",
+            str(out),
+            "--format",
+            "html",
+            "--no-mlflow",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    page = out / "report.html"
+    flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--no-first-run",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
+    ]
+    dom = subprocess.run(
+        [CHROMIUM, *flags, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120
+    )
+    assert "<table>" in dom.stdout and "data:image/png;base64" in dom.stdout
+    shot = tmp_path / "shot.png"
+    subprocess.run(
+        [CHROMIUM, *flags, "--window-size=1400,3000", f"--screenshot={shot}", page.as_uri()],
+        capture_output=True,
+        timeout=120,
+    )
+    assert shot.exists() and shot.stat().st_size > 20_000
+    from matplotlib.image import imread
+
+    img = imread(shot)
+    # the page is not blank: plots bring many distinct colours, tables many dark (text) pixels
+    flat = (img[..., :3] * 255).astype(int).reshape(-1, 3)
+    colours = {tuple(c) for c in flat[::7]}
+    assert len(colours) > 200
+    assert (flat.sum(axis=1) < 200).mean() > 0.005
