@@ -53,9 +53,10 @@ def test_prefetch_cli_exits_1_and_lists_failures(tmp_path, write_grid):
 def test_unknown_hub_tag_is_caught_before_training():
     raw = dict(GRID, backbones=[{"name": "resnet18", "weights": "hub:a9_in1k"}])
     with pytest.raises(SpecError) as info:
-        parse_grid(raw, file="g.yaml")
+        parse_grid(raw, file="g.yaml", check_backbones=True)
     assert info.value.loc == "backbones[0].name" and "resnet18.a1_in1k" in info.value.detail
-    parse_grid(dict(GRID, backbones=[{"name": "resnet18", "weights": "hub:a1_in1k"}]))  # a real tag passes
+    real = dict(GRID, backbones=[{"name": "resnet18", "weights": "hub:a1_in1k"}])
+    parse_grid(real, check_backbones=True)  # a real tag passes
 
 
 def test_offline_hub_failure_is_fast_and_names_the_fix():

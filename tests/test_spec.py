@@ -36,7 +36,7 @@ def _with(**changes):
 
 def _error(raw, file="grid.yaml") -> SpecError:
     with pytest.raises(SpecError) as info:
-        parse_grid(raw, file=file)
+        parse_grid(raw, file=file, check_backbones=True)  # backbones against timm too
     return info.value
 
 

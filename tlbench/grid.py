@@ -1,5 +1,8 @@
 """Expand a grid spec into cells: the cross product of its axes, minus excludes, in run order.
 
+Needs no torch: the registries it fills defaults from are plain metadata, so listing a grid
+(``tlbench ls``) stays fast.
+
 A cell's id is a hash of what determines its result (names, params with defaults filled in,
 non-default training settings, and for ``cell:`` weights the *id* of the source cell), so the
 same spec gives the same ids whatever the order of entries or keys. Its name is the readable
@@ -16,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tlbench.data.catalog import dataset_param_names
+from tlbench.optim import OPTIMIZERS
 from tlbench.spec import (
     AXES,
     AXIS_SINGULAR,
@@ -32,6 +37,7 @@ from tlbench.spec import (
     merge_train,
     merge_tune,
 )
+from tlbench.strategies import STRATEGIES
 
 ID_LENGTH = 12
 # The training recipe's version, part of every cell's id. Bump it when a default changes what a
@@ -136,19 +142,11 @@ class Cell:
 
 def _filled_params(axis: str, entry: Any) -> dict[str, Any]:
     """Params with defaults filled in, so ``{name: partial}`` and its spelled-out form are one cell."""
-    if axis == "strategies":
-        from tlbench.strategies import STRATEGIES
-
-        model = STRATEGIES.get(entry.name).params
-        return model.model_validate(entry.params).model_dump(mode="json") if model else {}
-    if axis == "optimizers":
-        from tlbench.optim import OPTIMIZERS
-
-        model = OPTIMIZERS.get(entry.name).params
+    if axis in ("strategies", "optimizers"):
+        registry = STRATEGIES if axis == "strategies" else OPTIMIZERS
+        model = registry.get(entry.name).params
         return model.model_validate(entry.params).model_dump(mode="json") if model else {}
     if axis == "datasets":
-        from tlbench.data import dataset_param_names
-
         return {**dataset_param_names(entry.name), **entry.params}
     return {}
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from rich.console import Console
 
 from tlbench.grid import Cell
+from tlbench.spec import WeightsSpec
 
 
 def validate_cells(
@@ -23,7 +24,6 @@ def validate_cells(
 ) -> list[str]:
     from tlbench.data import DatasetNotFoundError, load_dataset
     from tlbench.models import WeightsError, build_model, read_state_dict
-    from tlbench.spec import WeightsSpec
     from tlbench.strategies import apply_phase, phases_for
 
     say = console.print if console else (lambda *a, **k: None)

@@ -1,0 +1,265 @@
+"""What a ``benchmarks/grids/*.yaml`` file may say: the pydantic models of a grid spec.
+
+The models check types, ranges and unknown keys; names (datasets, strategies, ...) are checked
+against the registries by ``tlbench.spec.check``, and files are read by ``tlbench.spec.load``.
+Nothing here imports torch: listing or validating a grid does not need it.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from tlbench.errors import TlbenchError
+
+AXES = ("datasets", "backbones", "strategies", "optimizers", "augmentations")
+AXIS_SINGULAR = {
+    "datasets": "dataset",
+    "backbones": "backbone",
+    "strategies": "strategy",
+    "optimizers": "optimizer",
+    "augmentations": "augmentation",
+}
+
+
+class SpecError(TlbenchError, ValueError):
+    """A grid file that cannot be used: says which file, which key, and what would be valid.
+
+    The CLI prints it as one line and exits 2, without a traceback.
+    """
+
+    def __init__(self, file: str | Path | None, loc: str, message: str):
+        self.file = str(file) if file is not None else "<grid>"
+        self.loc = loc
+        self.detail = message
+        super().__init__(f"{self.file}: {loc}: {message}" if loc else f"{self.file}: {message}")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class HeadConfig(_Strict):
+    """The new classifier: ``linear`` or an ``mlp`` with hidden sizes and dropout (seeds 002/003).
+
+    ``init`` is how its logits layer starts, the same for every backbone family
+    (``tlbench.models.init_head_layer``): ``zero`` (default), ``normal`` (std 0.01) or ``pytorch``.
+    """
+
+    type: Literal["linear", "mlp"] = "linear"
+    hidden: tuple[int, ...] = ()
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    init: Literal["zero", "normal", "pytorch"] = "zero"
+
+    @model_validator(mode="after")
+    def _mlp_needs_hidden(self) -> HeadConfig:
+        if self.type == "mlp" and not self.hidden:
+            raise ValueError("an mlp head needs hidden sizes, e.g. hidden: [256]")
+        return self
+
+
+class TrainConfig(_Strict):
+    """Training settings shared by a grid; any axis entry may override any of them."""
+
+    epochs: int = Field(10, ge=1)
+    batch_size: int = Field(64, ge=1)
+    eval_batch_size: int = Field(512, ge=1)
+    lr: float = Field(0.01, gt=0)
+    lr_scale: float = Field(1.0, gt=0, description="multiplies lr; scales from several entries multiply")
+    weight_decay: float = Field(0.0, ge=0)
+    image_size: int | None = Field(None, ge=8, description="input size; None = the backbone's default")
+    schedule: Literal["constant", "step", "cosine"] = "cosine"
+    warmup_epochs: int = Field(0, ge=0)
+    step_size: int = Field(10, ge=1, description="epochs between decays of the step schedule")
+    gamma: float = Field(0.1, gt=0, le=1, description="decay factor of the step schedule")
+    min_lr: float = Field(0.0, ge=0)
+    seed: int = 0
+    subset: float | None = Field(None, gt=0, le=1, description="stratified fraction of train to use")
+    val_fraction: float = Field(0.1, gt=0, lt=1)
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    head: HeadConfig = HeadConfig()
+    amp: bool = Field(True, description="bf16 autocast on CUDA (ignored on CPU)")
+    channels_last: bool = True
+
+    @property
+    def effective_lr(self) -> float:
+        """The learning rate a cell trains with: ``lr`` times the product of every ``lr_scale``."""
+        return self.lr * self.lr_scale
+
+
+class TuneSpace(_Strict):
+    """What ``tlbench tune`` searches for a cell; a key left unset takes the strategy's default
+    (``tlbench.tune.default_space``). Not part of a cell's id: it does not change its result."""
+
+    lr: tuple[float, float] | None = Field(None, description="[low, high], searched log-uniformly")
+    batch_size: tuple[int, ...] | None = Field(None, description="the batch sizes to choose from")
+
+    @field_validator("lr")
+    @classmethod
+    def _lr_range(cls, v: tuple[float, float] | None) -> tuple[float, float] | None:
+        if v is not None and not 0 < v[0] < v[1]:
+            raise ValueError(f"lr range must be [low, high] with 0 < low < high, got {list(v)}")
+        return v
+
+    @field_validator("batch_size")
+    @classmethod
+    def _batch_choices(cls, v: tuple[int, ...] | None) -> tuple[int, ...] | None:
+        if v is not None:
+            if not v:
+                raise ValueError("batch_size needs at least one choice, e.g. [32, 64, 128]")
+            if any(b < 1 for b in v):
+                raise ValueError(f"batch sizes must be >= 1, got {list(v)}")
+        return v
+
+
+def _name_shorthand(value: Any) -> Any:
+    """Axis entries may be written as a bare name: ``- digits`` == ``- {name: digits}``."""
+    if isinstance(value, str):
+        return {"name": value}
+    return value
+
+
+class _Entry(_Strict):
+    name: str = Field(min_length=1)
+    label: str | None = Field(None, min_length=1)
+    train: dict[str, Any] = Field(default_factory=dict)
+    tune: dict[str, Any] = Field(default_factory=dict, description="search space for `tlbench tune`")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        return _name_shorthand(value)
+
+    @field_validator("label")
+    @classmethod
+    def _no_slash(cls, v: str | None) -> str | None:
+        if v is not None and "/" in v:
+            raise ValueError("a label cannot contain '/' (it separates the parts of a cell name)")
+        return v
+
+
+class DatasetEntry(_Entry):
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class BackboneEntry(_Entry):
+    weights: str = Field("hub", description="hub | hub:TAG | file:PATH | cell:CELL_NAME | run:RUN_ID | none")
+    model_kwargs: dict[str, Any] = Field(default_factory=dict, description="passed to timm.create_model")
+
+
+class StrategyEntry(_Entry):
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class OptimizerEntry(_Entry):
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class AugmentationEntry(_Entry):
+    pass
+
+
+class Axes(_Strict):
+    datasets: tuple[DatasetEntry, ...] | None = None
+    backbones: tuple[BackboneEntry, ...] | None = None
+    strategies: tuple[StrategyEntry, ...] | None = None
+    optimizers: tuple[OptimizerEntry, ...] | None = None
+    augmentations: tuple[AugmentationEntry, ...] | None = None
+    exclude: tuple[dict[str, str], ...] = ()
+
+    @field_validator("exclude")
+    @classmethod
+    def _exclude_keys(cls, rules: tuple[dict[str, str], ...]) -> tuple[dict[str, str], ...]:
+        valid = set(AXIS_SINGULAR.values())
+        for rule in rules:
+            for key in rule:
+                if key not in valid:
+                    hint = difflib.get_close_matches(key, sorted(valid), n=1)
+                    did = f"; did you mean {hint[0]!r}?" if hint else ""
+                    raise ValueError(f"unknown exclude key {key!r}{did} (valid: {', '.join(sorted(valid))})")
+        return rules
+
+
+class Reported(_Strict):
+    """A number published elsewhere for a cell (e.g. a seed report), shown beside tlbench's."""
+
+    test_acc: float | None = Field(None, ge=0, le=1)
+    best_val_acc: float | None = Field(None, ge=0, le=1)
+    source: str = ""
+
+
+class Block(Axes):
+    """A sub-grid: inherits the grid's axes and settings, overrides some (e.g. a source task)."""
+
+    name: str = Field(min_length=1)
+    train: dict[str, Any] = Field(default_factory=dict)
+    tune: dict[str, Any] = Field(default_factory=dict)
+    reported: dict[str, Reported] = Field(
+        default_factory=dict, description="cell-name glob -> reported numbers"
+    )
+
+
+class GridSpec(Axes):
+    name: str = ""
+    description: str = ""
+    train: dict[str, Any] = Field(default_factory=dict)
+    tune: dict[str, Any] = Field(default_factory=dict, description="search space for `tlbench tune`")
+    blocks: tuple[Block, ...] = ()
+    reported: dict[str, Reported] = Field(
+        default_factory=dict, description="cell-name glob -> reported numbers"
+    )
+
+
+class WeightsSpec(_Strict):
+    """Where a backbone's initial weights come from."""
+
+    kind: Literal["hub", "file", "cell", "run", "none"]
+    value: str = ""  # hub tag, file path, cell name or MLflow run id
+
+    @classmethod
+    def parse(cls, text: str) -> WeightsSpec:
+        text = text.strip()
+        if text in ("none", "random", ""):
+            return cls(kind="none")
+        if text == "hub":
+            return cls(kind="hub")
+        for kind in ("hub", "file", "cell", "run"):
+            if text.startswith(kind + ":"):
+                value = text[len(kind) + 1 :].strip()
+                if not value:
+                    raise ValueError(f"'{kind}:' needs a value")
+                return cls(kind=kind, value=value)  # type: ignore[arg-type]
+        if text.endswith((".safetensors", ".pth", ".pt", ".bin")):
+            return cls(kind="file", value=text)
+        raise ValueError(
+            f"cannot read weights {text!r}; use hub, hub:TAG, file:PATH, cell:CELL_NAME, run:MLFLOW_RUN_ID or none"
+        )
+
+    def __str__(self) -> str:
+        return self.kind if not self.value else f"{self.kind}:{self.value}"
+
+
+def merge_tune(*layers: dict[str, Any]) -> dict[str, Any]:
+    """Search ranges, later layers winning key by key (same order as ``merge_train``)."""
+    merged: dict[str, Any] = {}
+    for layer in layers:
+        merged.update(layer)
+    return TuneSpace.model_validate(merged).model_dump(exclude_none=True)
+
+
+def merge_train(*layers: dict[str, Any]) -> TrainConfig:
+    """Later layers win: grid < block < dataset < backbone < strategy < optimizer < augmentation.
+
+    ``lr_scale`` is the exception: scales multiply, so "a probe takes 5x the lr" (strategy) and
+    "AdamW wants lr 1e-3" (optimizer) combine instead of one overriding the other.
+    """
+    merged: dict[str, Any] = {}
+    scale = 1.0
+    for layer in layers:
+        merged.update(layer)
+        scale *= float(layer.get("lr_scale", 1.0))
+    merged["lr_scale"] = scale
+    return TrainConfig.model_validate(merged)
