@@ -328,7 +328,7 @@ def test_a_live_run_is_not_reaped(store):
     assert tracker.reap_stale(exp) == []  # fresh heartbeat
     assert tracker.reap_stale(exp, stale_after_s=-1) == [run.run_id]  # anything older than "now" is stale
     assert tracker.client.get_run(run.run_id).info.status == "KILLED"
-    run._stop.set()
+    run.end("KILLED")  # stops its heartbeat
 
 
 def test_fit_options_reach_the_run(write_grid, store):

@@ -21,13 +21,13 @@ from tlbench.cli import main
 from tlbench.grid import expand
 from tlbench.spec import SpecError, parse_grid
 from tlbench.tracking import Tracker
+from tlbench.tracking.tags import SURPLUS_ATTR
 from tlbench.tune import (
     BATCH_SIZES,
     LR_RANGES,
-    SURPLUS_ATTR,
     TuneError,
-    _is_surplus,
     counted,
+    is_surplus,
     open_storage,
     open_study,
     search_space,
@@ -250,7 +250,7 @@ def test_no_trial_beyond_n_while_others_hold_the_last_slots(store, tmp_path):
     assert [t.state for t in _study(cell, journal).trials] == [TrialState.RUNNING] * 2  # nothing added
     # the race: a third trial asked after both slots went is surplus, recorded as such, never run
     third = study.ask()
-    assert _is_surplus(study, third.number, 2)
+    assert is_surplus(study, third.number, 2)
     third.set_user_attr(SURPLUS_ATTR, True)
     study.tell(third, state=TrialState.FAIL)
     assert len(counted(study.get_trials())) == 2

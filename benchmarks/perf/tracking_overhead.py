@@ -15,13 +15,15 @@ import argparse
 import io
 import json
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 from _common import device_name, make_cell, timed
 from rich.console import Console
 
 from tlbench.data import load_dataset
-from tlbench.executor import run_cells
+from tlbench.executor import RunOptions
+from tlbench.executor.local import run_cells
 from tlbench.tracking import Tracker
 from tlbench.train import fit, pick_device
 
@@ -53,12 +55,13 @@ def main() -> None:
         tracker = Tracker(f"sqlite:///{Path(tmp) / 'mlflow.db'}")
         exp = tracker.experiment_id("perf")
         warm = make_cell(dataset="digits", epochs=1, image_size=8)
-        run_cells([warm], tracker, exp, device=str(device), console=quiet)  # schema, imports: paid once
+        options = RunOptions(tracker.uri, exp, device=str(device))
+        run_cells([warm], tracker, options, console=quiet)  # schema, imports: paid once
         bare, tracked = [], []
         for _ in range(args.repeats):
             bare.append(timed(lambda: [fit(c, data, device=device) for c in cells], device)[0])
             t, outcomes = timed(
-                lambda: run_cells(cells, tracker, exp, force=True, device=str(device), console=quiet), device
+                lambda: run_cells(cells, tracker, replace(options, force=True), console=quiet), device
             )
             assert all(o.status == "FINISHED" for o in outcomes), [o.reason for o in outcomes]
             tracked.append(t)

@@ -56,7 +56,7 @@ def test_tuned_runs_sit_beside_untuned_and_stay_out_of_the_main_table(filled, ma
     """Adds a tuned run to the session's store: later tests see it, as a report would."""
     import dataclasses
 
-    from tlbench.executor import run_cell
+    from tlbench.executor import RunOptions, run_cell
 
     grid, store, _ = filled
     spec = load_grid(grid)
@@ -64,7 +64,7 @@ def test_tuned_runs_sit_beside_untuned_and_stay_out_of_the_main_table(filled, ma
     tracker = Tracker(store)
     exp = tracker.experiment_id(spec.name)
     tuned_cell = dataclasses.replace(cell, train=cell.train.model_copy(update={"lr": 0.2, "batch_size": 16}))
-    outcome = run_cell(tuned_cell, tracker, exp, variant="tuned")
+    outcome = run_cell(tuned_cell, tracker, RunOptions(tracker.uri, exp, variant="tuned"))
     assert outcome.status == "FINISHED"
     rep, _ = make_report(grid, store, tmp_path)
     (row,) = rep.tuned.to_dict("records")

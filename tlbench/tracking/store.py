@@ -8,62 +8,29 @@ machines can write to one store without sharing state. The default store is embe
 from __future__ import annotations
 
 import contextlib
-import csv
 import functools
 import os
 import socket
 import subprocess
-import tempfile
-import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
-
-import yaml
+from typing import TYPE_CHECKING, Any
 
 import tlbench
-from tlbench.grid import Cell
 from tlbench.interrupts import UninterruptedClient
+from tlbench.tracking import tags
+from tlbench.tracking.artifacts import CHECKPOINT_ARTIFACT, write_artifacts
+from tlbench.tracking.claims import Claim, claim, is_claimed, last_beat
+from tlbench.tracking.heartbeat import Heartbeat, is_stale
+
+if TYPE_CHECKING:
+    from tlbench.grid import Cell
 
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # our own progress display is enough
 
 DEFAULT_STORE_DIR = Path("mlruns")
-CELL_ID_TAG = "tlbench.cell_id"
-GRID_TAG = "tlbench.grid"
-REASON_TAG = "tlbench.failure_reason"
-VARIANT_TAG = "tlbench.variant"
-HEARTBEAT_TAG = "tlbench.heartbeat"  # unix time, refreshed while the run's process is alive
-CLAIMS_EXPERIMENT = "tlbench-claims"  # one short-lived run per cell being worked on, anywhere
-CLAIM_TAG = "tlbench.claim"
-RESUMES_TAG = "tlbench.resumes"
-
-
-def heartbeat_interval() -> float:
-    """Seconds between heartbeats (``TLBENCH_HEARTBEAT_S``, default 30); see ``stale_after``."""
-    return max(
-        0.2, float(os.environ.get("TLBENCH_HEARTBEAT_S", "30"))
-    )  # e.g. "tuned": a cell trained with other hyper-parameters, kept apart
-
-
-def stale_after() -> float:
-    """Seconds without a heartbeat after which a run's (or trial's) process is taken as gone:
-    three missed beats plus a margin for a slow store (10 s, less for sub-second test beats)."""
-    beat = heartbeat_interval()
-    return 3 * beat + min(10.0, 5 * beat)
-
-
-def claim_grace(uri: str) -> float:
-    """Seconds a new claim waits before it looks for rivals (``TLBENCH_CLAIM_GRACE_S``): with one
-    clock (a local store) none is needed; across machines it absorbs their clock skew."""
-    env = os.environ.get("TLBENCH_CLAIM_GRACE_S")
-    if env is not None:
-        return float(env)
-    return 0.0 if uri.startswith("sqlite:") else 2.0
-
-
-CHECKPOINT_ARTIFACT = "checkpoint/best.safetensors"
 
 
 def resolve_tracking_uri(uri: str | None = None) -> str:
@@ -98,7 +65,7 @@ def _git_commit() -> str | None:
 
 
 class Tracker:
-    """The MLflow store a grid's runs live in."""
+    """The MLflow store a grid's runs live in: experiments, cell runs, and finding them again."""
 
     def __init__(self, uri: str | None = None):
         from mlflow.tracking import MlflowClient
@@ -128,9 +95,10 @@ class Tracker:
 
     def experiment_id(self, grid: str) -> str:
         """The grid's experiment, created on first use (safe if two processes race to create it)."""
-        return self._experiment(grid, {GRID_TAG: grid})
+        return self.experiment(grid, {tags.GRID: grid})
 
-    def _experiment(self, name: str, tags: dict[str, str]) -> str:
+    def experiment(self, name: str, experiment_tags: dict[str, str]) -> str:
+        """An experiment's id, created (or restored from the bin) on first use."""
         from mlflow.exceptions import MlflowException
 
         exp = self.client.get_experiment_by_name(name)
@@ -140,7 +108,7 @@ class Tracker:
             return exp.experiment_id
         try:
             return self.client.create_experiment(
-                name, artifact_location=_local_artifact_root(self.uri), tags=tags
+                name, artifact_location=_local_artifact_root(self.uri), tags=experiment_tags
             )
         except MlflowException:
             exp = self.client.get_experiment_by_name(name)
@@ -148,108 +116,19 @@ class Tracker:
                 raise
             return exp.experiment_id
 
-    # claims: exactly one process works on a cell at a time, wherever it runs ---------------------
+    # exactly once (tlbench.tracking.claims holds the protocol) ----------------------------------
     def claim(
         self, experiment_id: str, cell: Cell, variant: str | None = None, *, force: bool = False
     ) -> Claim | None:
-        """Claim a cell for this process, or None when it is FINISHED (unless ``force``) or a live
-        process holds it.
-
-        A claim is a run in the ``tlbench-claims`` experiment. Every claimant creates one, waits
-        ``claim_grace``, then looks at the live claims (fresh heartbeat) of the same cell: the
-        earliest (start time, then run id) wins, and a claim that already won always wins. All
-        claimants read the same rows of the same store, so they agree on the winner.
-        """
-        from mlflow.exceptions import MlflowException
-
-        if not force and cell.id in self.finished_runs(experiment_id, variant=variant):
-            return None
-        key = f"{experiment_id}/{cell.id}/{variant or ''}"
-        claims_exp = self._experiment(CLAIMS_EXPERIMENT, {})
-        run = self.client.create_run(
-            claims_exp, run_name=cell.name, tags={CLAIM_TAG: key, "tlbench.pid": str(os.getpid())}
-        )
-        claim = Claim(self, run.info.run_id)
-        grace = claim_grace(self.uri)
-        if grace:
-            time.sleep(grace)
-        rivals = self.client.search_runs(
-            [claims_exp], filter_string=f"tags.`{CLAIM_TAG}` = '{key}' and attributes.status = 'RUNNING'"
-        )
-        now, limit = time.time(), stale_after()
-        live = []
-        for r in rivals:
-            beat = float(r.data.tags.get(HEARTBEAT_TAG, r.info.start_time / 1000))
-            if now - beat <= limit:
-                live.append(r)
-            elif r.info.run_id != claim.run_id:  # its process is gone: clear the way
-                with contextlib.suppress(MlflowException):
-                    self.client.delete_run(r.info.run_id)
-        won = [r for r in live if r.data.tags.get("tlbench.won") and r.info.run_id != claim.run_id]
-        first = min(live, key=lambda r: (r.info.start_time, r.info.run_id), default=None)
-        if won or (first is not None and first.info.run_id != claim.run_id):
-            claim.release()
-            return None
-        self.client.set_tag(claim.run_id, "tlbench.won", "1")
-        if not force and cell.id in self.finished_runs(experiment_id, variant=variant):  # done meanwhile
-            claim.release()
-            return None
-        return claim
+        return claim(self, experiment_id, cell, variant, force=force)
 
     def is_claimed(self, experiment_id: str, cell_id: str, variant: str | None = None) -> bool:
-        """Does a live process (fresh heartbeat) hold this cell right now?"""
-        exp = self.client.get_experiment_by_name(CLAIMS_EXPERIMENT)
-        if exp is None:
-            return False
-        key = f"{experiment_id}/{cell_id}/{variant or ''}"
-        now, limit = time.time(), stale_after()
-        for r in self.client.search_runs(
-            [exp.experiment_id],
-            filter_string=f"tags.`{CLAIM_TAG}` = '{key}' and attributes.status = 'RUNNING'",
-        ):
-            if now - float(r.data.tags.get(HEARTBEAT_TAG, r.info.start_time / 1000)) <= limit:
-                return True
-        return False
+        return is_claimed(self, experiment_id, cell_id, variant)
 
-    def resumable_run(self, experiment_id: str, cell: Cell, variant: str | None = None) -> Any | None:
-        """The cell's newest run if it was KILLED (interrupted, reaped, its worker died) or is
-        RUNNING without a heartbeat: the next attempt continues it from its checkpoint."""
-        runs = self.client.search_runs(
-            [experiment_id],
-            filter_string=f"tags.`{CELL_ID_TAG}` = '{cell.id}'",
-            order_by=["start_time DESC"],
-            max_results=200,
-        )
-        for run in runs:
-            if run.data.tags.get(VARIANT_TAG) != variant:
-                continue
-            if run.info.status == "RUNNING":  # the caller holds the claim: a stale one is dead
-                beat = float(run.data.tags.get(HEARTBEAT_TAG, run.info.start_time / 1000))
-                if time.time() - beat > stale_after():
-                    self.client.set_tag(run.info.run_id, REASON_TAG, "stale: its process is gone")
-                    self.client.set_terminated(run.info.run_id, "KILLED")
-                    return self.client.get_run(run.info.run_id)
-            return run if run.info.status == "KILLED" else None
-        return None
-
-    def reopen_cell(self, run: Any, cell: Cell) -> CellRun:
-        """Continue a KILLED run: RUNNING again, its failure reason cleared, resumes counted."""
-        from mlflow.exceptions import MlflowException
-
-        run_id = run.info.run_id
-        self.client.update_run(run_id, status="RUNNING")
-        with contextlib.suppress(MlflowException):
-            self.client.delete_tag(run_id, REASON_TAG)
-        self.client.set_tag(run_id, RESUMES_TAG, str(int(run.data.tags.get(RESUMES_TAG, "0")) + 1))
-        self.client.set_tag(run_id, "tlbench.pid", str(os.getpid()))
-        self.client.set_tag(run_id, "tlbench.host", socket.gethostname())
-        cell_run = CellRun(self, run_id, cell)
-        cell_run.known_params = dict(run.data.params)
-        return cell_run
-
+    # finding runs again ------------------------------------------------------------------------
     def runs(self, experiment_id: str, status: str | None = None) -> list[Any]:
         """Every tlbench cell run of an experiment (optionally of one status), newest first."""
-        filt = f"tags.`{CELL_ID_TAG}` != ''"
+        filt = f"tags.`{tags.CELL_ID}` != ''"
         if status:
             filt += f" and attributes.status = '{status}'"
         out: list[Any] = []
@@ -271,10 +150,44 @@ class Tracker:
         """cell id -> its newest FINISHED run (of the plain cell, or of one ``variant`` of it)."""
         done: dict[str, Any] = {}
         for run in self.runs(experiment_id, "FINISHED"):
-            if run.data.tags.get(VARIANT_TAG) == variant:
-                done.setdefault(run.data.tags[CELL_ID_TAG], run)
+            if run.data.tags.get(tags.VARIANT) == variant:
+                done.setdefault(run.data.tags[tags.CELL_ID], run)
         return done
 
+    def _kill_stale(self, run: Any, reason: str) -> None:
+        self.client.set_tag(run.info.run_id, tags.REASON, reason)
+        self.client.set_terminated(run.info.run_id, "KILLED")
+
+    def resumable_run(self, experiment_id: str, cell: Cell, variant: str | None = None) -> Any | None:
+        """The cell's newest run if it was KILLED (interrupted, reaped, its worker died) or is
+        RUNNING without a heartbeat: the next attempt continues it from its checkpoint."""
+        runs = self.client.search_runs(
+            [experiment_id],
+            filter_string=f"tags.`{tags.CELL_ID}` = '{cell.id}'",
+            order_by=["start_time DESC"],
+            max_results=200,
+        )
+        for run in runs:
+            if run.data.tags.get(tags.VARIANT) != variant:
+                continue
+            if run.info.status == "RUNNING" and is_stale(last_beat(run)):  # the caller holds the claim
+                self._kill_stale(run, "stale: its process is gone")
+                return self.client.get_run(run.info.run_id)
+            return run if run.info.status == "KILLED" else None
+        return None
+
+    def reap_stale(self, experiment_id: str, stale_after_s: float | None = None) -> list[str]:
+        """Mark KILLED every RUNNING cell run whose heartbeat stopped: its process is gone
+        (SIGKILL, OOM-kill, a lost node), and a run must never stay RUNNING for ever."""
+        now, reaped = time.time(), []
+        for run in self.runs(experiment_id, "RUNNING"):
+            if is_stale(last_beat(run), now, stale_after_s):
+                silent = now - last_beat(run)
+                self._kill_stale(run, f"stale: no heartbeat for {silent:.0f}s (its process is gone)")
+                reaped.append(run.info.run_id)
+        return reaped
+
+    # cell runs ---------------------------------------------------------------------------------
     def start_cell(
         self,
         experiment_id: str,
@@ -288,49 +201,30 @@ class Tracker:
         params: dict[str, Any] | None = None,
     ) -> CellRun:
         """A RUNNING run for ``cell`` (nested under ``parent_run_id`` if given) with its params."""
-        extra = tags or {}
-        tags = {
-            CELL_ID_TAG: cell.id,
-            GRID_TAG: cell.grid,
-            "tlbench.cell": cell.name,
-            "tlbench.version": tlbench.__version__,
-            "tlbench.pid": str(os.getpid()),
-            "tlbench.host": socket.gethostname(),
-        }
-        commit = _git_commit()
-        if commit:
-            tags["mlflow.source.git.commit"] = commit
-        if grid_file:
-            tags["tlbench.grid_file"] = grid_file
-        if variant:
-            tags[VARIANT_TAG] = variant
-        if parent_run_id:
-            tags["mlflow.parentRunId"] = parent_run_id
-        tags.update(extra)
+        run_tags = _cell_tags(cell, grid_file, variant, parent_run_id)
+        run_tags.update(tags or {})
         run_name = run_name or (cell.name if not variant else f"{cell.name} [{variant}]")
-        run = self.client.create_run(experiment_id, run_name=run_name, tags=tags)
+        run = self.client.create_run(experiment_id, run_name=run_name, tags=run_tags)
         cell_run = CellRun(self, run.info.run_id, cell)
         cell_run.log_params({**cell.flat_params(), **(params or {})})
         return cell_run
 
-    def reap_stale(self, experiment_id: str, stale_after_s: float | None = None) -> list[str]:
-        """Mark KILLED every RUNNING cell run whose heartbeat stopped: its process is gone
-        (SIGKILL, OOM-kill, a lost node), and a run must never stay RUNNING for ever."""
-        limit = stale_after_s if stale_after_s is not None else stale_after()
-        now = time.time()
-        reaped = []
-        for run in self.runs(experiment_id, "RUNNING"):
-            beat = float(run.data.tags.get(HEARTBEAT_TAG, run.info.start_time / 1000))
-            if now - beat > limit:
-                self.client.set_tag(
-                    run.info.run_id,
-                    REASON_TAG,
-                    f"stale: no heartbeat for {now - beat:.0f}s (its process is gone)",
-                )
-                self.client.set_terminated(run.info.run_id, "KILLED")
-                reaped.append(run.info.run_id)
-        return reaped
+    def reopen_cell(self, run: Any, cell: Cell) -> CellRun:
+        """Continue a KILLED run: RUNNING again, its failure reason cleared, resumes counted."""
+        from mlflow.exceptions import MlflowException
 
+        run_id = run.info.run_id
+        self.client.update_run(run_id, status="RUNNING")
+        with contextlib.suppress(MlflowException):
+            self.client.delete_tag(run_id, tags.REASON)
+        self.client.set_tag(run_id, tags.RESUMES, str(int(run.data.tags.get(tags.RESUMES, "0")) + 1))
+        self.client.set_tag(run_id, tags.PID, str(os.getpid()))
+        self.client.set_tag(run_id, tags.HOST, socket.gethostname())
+        cell_run = CellRun(self, run_id, cell)
+        cell_run.known_params = dict(run.data.params)
+        return cell_run
+
+    # checkpoints of finished runs --------------------------------------------------------------
     def run_checkpoint(self, run_id: str, dst_dir: Path) -> Path:
         """The best checkpoint of any earlier FINISHED tlbench run (``weights: run:ID``), checked first."""
         from mlflow.exceptions import MlflowException
@@ -356,28 +250,25 @@ class Tracker:
         return Path(self.client.download_artifacts(run_id, CHECKPOINT_ARTIFACT, str(dst_dir)))
 
 
-class Claim:
-    """This process's hold on a cell: a heartbeat while held, the claim run deleted on release."""
-
-    def __init__(self, tracker: Tracker, run_id: str):
-        self.client = tracker.client
-        self.run_id = run_id
-        self._stop = threading.Event()
-        self.client.set_tag(run_id, HEARTBEAT_TAG, f"{time.time():.3f}")
-        threading.Thread(target=self._heartbeat, name="tlbench-claim", daemon=True).start()
-
-    def _heartbeat(self) -> None:
-        while not self._stop.wait(heartbeat_interval()):
-            with contextlib.suppress(Exception):
-                self.client.set_tag(self.run_id, HEARTBEAT_TAG, f"{time.time():.3f}")
-
-    def release(self) -> None:
-        if self._stop.is_set():
-            return
-        self._stop.set()
-        with contextlib.suppress(Exception):
-            self.client.set_terminated(self.run_id, "FINISHED")
-            self.client.delete_run(self.run_id)
+def _cell_tags(
+    cell: Cell, grid_file: str | None, variant: str | None, parent_run_id: str | None
+) -> dict[str, str]:
+    out = {
+        tags.CELL_ID: cell.id,
+        tags.GRID: cell.grid,
+        tags.CELL: cell.name,
+        tags.VERSION: tlbench.__version__,
+        tags.PID: str(os.getpid()),
+        tags.HOST: socket.gethostname(),
+    }
+    optional = {
+        tags.GIT_COMMIT: _git_commit(),
+        tags.GRID_FILE: grid_file,
+        tags.VARIANT: variant,
+        tags.PARENT_RUN_ID: parent_run_id,
+    }
+    out.update({k: v for k, v in optional.items() if v})
+    return out
 
 
 class CellRun:
@@ -389,17 +280,10 @@ class CellRun:
         self.run_id = run_id
         self.cell = cell
         self.known_params: dict[str, str] = {}  # already logged (a resumed run): not logged again
-        self._stop = threading.Event()
-        self._beat()
-        threading.Thread(target=self._heartbeat, name="tlbench-heartbeat", daemon=True).start()
+        self._heartbeat = Heartbeat(lambda: self.client.set_tag(run_id, tags.HEARTBEAT, f"{time.time():.0f}"))
 
-    def _beat(self) -> None:
-        self.client.set_tag(self.run_id, HEARTBEAT_TAG, f"{time.time():.0f}")
-
-    def _heartbeat(self) -> None:
-        while not self._stop.wait(heartbeat_interval()):
-            with contextlib.suppress(Exception):  # a store hiccup must not kill training; next beat retries
-                self._beat()
+    def set_tag(self, key: str, value: str) -> None:
+        self.client.set_tag(self.run_id, key, value)
 
     def log_params(self, params: dict[str, Any]) -> None:
         from mlflow.entities import Param
@@ -418,10 +302,10 @@ class CellRun:
 
     # Reporter protocol -----------------------------------------------------------------------
     def on_start(self, info: dict[str, Any]) -> None:
-        self.client.set_tag(self.run_id, "tlbench.device", str(info.get("device", "")))
+        self.set_tag(tags.DEVICE, str(info.get("device", "")))
         last = info.get("resumed_last_epoch")
         if last is not None:  # killed between checkpointing an epoch and logging it: log it now
-            self.client.set_tag(self.run_id, "tlbench.resumed_from_epoch", str(info["resumed_from_epoch"]))
+            self.set_tag(tags.RESUMED_FROM_EPOCH, str(info["resumed_from_epoch"]))
             step = int(last["epoch"])
             logged = {m.step for m in self.client.get_metric_history(self.run_id, "val_acc")}
             if step not in logged:
@@ -464,55 +348,27 @@ class CellRun:
     ) -> None:
         try:
             try:
-                self._write_artifacts(result, light)
+                write_artifacts(self.client, self.run_id, self.cell, result, light)
             except BaseException as err:
                 self.fail("FAILED", f"writing artifacts failed: {type(err).__name__}: {err}")
                 raise
-            self._stop.set()
+            self._heartbeat.stop()
             self.client.set_terminated(self.run_id, "FINISHED")
         finally:
             if then is not None:  # in the same task: whoever waits on the future waits for it too
                 then()
 
-    def _write_artifacts(self, result: Any, light: bool = False) -> None:
-        from tlbench import plots
-        from tlbench.models import save_weights_dict
-
-        with tempfile.TemporaryDirectory(prefix="tlbench-") as tmp:
-            d = Path(tmp)
-            (d / "cell.yaml").write_text(yaml.safe_dump(self.cell.to_dict(), sort_keys=False))
-            with open(d / "history.csv", "w", newline="") as f:
-                w = csv.DictWriter(f, fieldnames=list(result.history[0]))
-                w.writeheader()
-                w.writerows(result.history)
-            if light:
-                self.client.log_artifacts(self.run_id, str(d))
-                return
-            with open(d / "per_class.csv", "w", newline="") as f:
-                w = csv.writer(f)
-                w.writerow(["class", "support", "correct", "accuracy"])
-                for i, name in enumerate(result.classes):
-                    support = int(result.confusion[i].sum())
-                    w.writerow([name, support, int(result.confusion[i, i]), f"{result.per_class_acc[i]:.4f}"])
-            plots.learning_curves(result.history, d / "learning_curves.png", self.cell.name)
-            plots.confusion_matrix(
-                result.confusion, result.classes, d / "confusion_matrix.png", self.cell.name
-            )
-            (d / "checkpoint").mkdir()
-            save_weights_dict(result.best_state, d / CHECKPOINT_ARTIFACT)
-            self.client.log_artifacts(self.run_id, str(d))
-
     def end(self, status: str = "FINISHED", note: str = "") -> None:
         """End the run without artifacts (a pruned trial, a study's parent run)."""
-        self._stop.set()
+        self._heartbeat.stop()
         if note:
-            self.client.set_tag(self.run_id, "tlbench.note", note[:5000])
+            self.set_tag(tags.NOTE, note[:5000])
         self.client.set_terminated(self.run_id, status)
 
     def fail(self, status: str, reason: str) -> None:
         """Mark FAILED or KILLED with the reason as a tag; never leave the run RUNNING."""
-        self._stop.set()
+        self._heartbeat.stop()
         try:
-            self.client.set_tag(self.run_id, REASON_TAG, reason[:5000])
+            self.set_tag(tags.REASON, reason[:5000])
         finally:
             self.client.set_terminated(self.run_id, status)

@@ -1,0 +1,107 @@
+"""What every command shares: the consoles, the options, loading a grid, and one clear message
+(exit status 2, no traceback) for every error a user can fix."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from tlbench.errors import TlbenchError
+
+# piped output (files, CI logs) gets wide tables instead of rich's 80-column default
+console = Console(width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 200)
+err_console = Console(stderr=True)
+
+
+def fail(message: str, code: int = 2) -> None:
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    sys.exit(code)
+
+
+def clean_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn the errors a user can fix (``TlbenchError``: a grid, a name, a file) into one
+    message and exit code 2."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except TlbenchError as err:
+            fail(str(err))
+
+    return wrapper
+
+
+grid_option = click.option(
+    "--grid", "-g", required=True, help="grid name (benchmarks/grids/NAME.yaml) or path to a .yaml file"
+)
+select_option = click.option(
+    "--select",
+    "-s",
+    multiple=True,
+    help="only cells whose name matches this glob (repeatable), e.g. 'digits/*/finetune/*'",
+)
+tracking_option = click.option(
+    "--tracking-uri",
+    envvar="MLFLOW_TRACKING_URI",
+    default=None,
+    help="MLflow store; default sqlite under ./mlruns",
+)
+storage_option = click.option(
+    "--storage",
+    envvar="TLBENCH_OPTUNA_STORAGE",
+    default=None,
+    help="Optuna storage: a journal file (default ./mlruns/optuna.journal) or postgresql://... / sqlite:///...",
+)
+data_dir_option = click.option(
+    "--data-dir", envvar="TLBENCH_DATA", default=None, help="dataset cache (default ~/.cache/tlbench/data)"
+)
+device_option = click.option(
+    "--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ..."
+)
+
+
+def check_workers(workers: str) -> None:
+    if workers != "auto" and not (workers.isdigit() and int(workers) >= 1):
+        fail(f"--workers {workers!r}: give a number of processes (1, 2, ...) or auto")
+
+
+def load(
+    grid: str, select: tuple[str, ...], *, check_backbones: bool = True
+) -> tuple[Any, list[Any], list[Any]]:
+    """The grid's spec, all its cells, and the selected ones (an empty selection is an error)."""
+    from tlbench.grid import expand
+    from tlbench.grid import select as select_cells
+    from tlbench.spec import load_grid, resolve_grid_path
+
+    path = resolve_grid_path(grid)
+    spec = load_grid(path, check_backbones=check_backbones)
+    cells = expand(spec, path)
+    chosen = select_cells(cells, select)
+    if select and not chosen:
+        fail(f"--select {' '.join(select)} matches none of the {len(cells)} cells of grid {spec.name!r}")
+    return spec, cells, chosen
+
+
+def print_inputs(items: list[Any], title: str) -> None:
+    """A grid's datasets and weights: local, generated, to be downloaded, or missing."""
+    table = Table(title=title)
+    for col in ("kind", "name", "state", "where"):
+        table.add_column(col)
+    colours = {
+        "local": "green",
+        "fetched": "green",
+        "generated": "cyan",
+        "bundled": "cyan",
+        "download": "yellow",
+    }
+    for it in items:
+        table.add_row(it.kind, it.name, f"[{colours.get(it.state, 'red')}]{it.state}[/]", it.where)
+    console.print(table)

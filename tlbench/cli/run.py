@@ -1,0 +1,151 @@
+"""``tlbench run``: train every (selected) cell of a grid and track it in MLflow."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from tlbench.cli.common import (
+    check_workers,
+    clean_errors,
+    console,
+    data_dir_option,
+    device_option,
+    err_console,
+    fail,
+    grid_option,
+    load,
+    select_option,
+    storage_option,
+    tracking_option,
+)
+
+
+@click.command()
+@grid_option
+@select_option
+@tracking_option
+@data_dir_option
+@click.option("--force", is_flag=True, help="re-run cells that already have a FINISHED run")
+@device_option
+@click.option(
+    "--compile", "compile_", is_flag=True, help="torch.compile each model (worth it for long GPU cells)"
+)
+@click.option(
+    "--feature-cache/--no-feature-cache",
+    default=True,
+    show_default=True,
+    help="train frozen-backbone heads on features computed once (deterministic augmentation only)",
+)
+@click.option(
+    "--workers",
+    "-w",
+    default="1",
+    show_default=True,
+    help="worker processes: N, or auto = one per visible GPU (1 = this process, no pool)",
+)
+@click.option(
+    "--cells-per-gpu",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="pack k small cells per GPU",
+)
+@click.option(
+    "--retries",
+    default=2,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="re-runs of a cell whose worker died",
+)
+@click.option(
+    "--backend",
+    type=click.Choice(["local", "ray"]),
+    default="local",
+    show_default=True,
+    help="ray: each cell a Ray task on a cluster (pip install 'tlbench[ray]')",
+)
+@click.option(
+    "--address", default=None, help="Ray cluster: auto, HOST:PORT or ray://HOST:10001 (default auto)"
+)
+@click.option(
+    "--checkpoint-dir",
+    envvar="TLBENCH_CHECKPOINTS",
+    default=None,
+    help="per-epoch checkpoints (default ./mlruns/checkpoints; a shared path for several machines)",
+)
+@click.option(
+    "--tuned",
+    is_flag=True,
+    help="train each cell with its Optuna study's best lr and batch size (a 'tuned' run beside the plain one)",
+)
+@storage_option
+@clean_errors
+def run(
+    grid: str,
+    select: tuple[str, ...],
+    tracking_uri: str | None,
+    data_dir: str | None,
+    force: bool,
+    device: str,
+    compile_: bool,
+    feature_cache: bool,
+    workers: str,
+    cells_per_gpu: int,
+    retries: int,
+    backend: str,
+    address: str | None,
+    checkpoint_dir: str | None,
+    tuned: bool,
+    storage: str | None,
+) -> None:
+    """Train every (selected) cell of a grid and track it in MLflow."""
+    from tlbench.executor import RunOptions, execute
+    from tlbench.grid import with_dependencies
+    from tlbench.interrupts import sigterm_as_interrupt
+    from tlbench.report import render_summary, summary_frame
+    from tlbench.tracking import Tracker
+    from tlbench.tune import resolve_storage_url, run_tuned
+
+    spec, cells, chosen = load(grid, select)
+    check_workers(workers)
+    sigterm_as_interrupt()
+    todo = with_dependencies(chosen, cells)
+    extra = len(todo) - len(chosen)
+    tracker = Tracker(tracking_uri)
+    options = RunOptions(
+        tracker.uri,
+        tracker.experiment_id(spec.name),
+        data_dir=data_dir,
+        device=device,
+        checkpoint_dir=checkpoint_dir,
+        grid_file=str(Path(grid)),
+        force=force,
+        compile=compile_,
+        cache_features=feature_cache,
+    )
+    err_console.print(
+        f"grid [bold]{spec.name}[/]: {len(todo)} cells"
+        + (f" ({extra} added as cell: sources)" if extra else "")
+        + f" → MLflow {tracker.uri} (experiment {spec.name!r})",
+        highlight=False,
+    )
+    backend_kw = dict(
+        backend=backend, workers=workers, cells_per_gpu=cells_per_gpu, retries=retries, address=address
+    )
+    try:
+        if tuned:
+            url = resolve_storage_url(storage)
+            outcomes = run_tuned(chosen, todo, tracker, options, url, grid, err_console, **backend_kw)
+        else:
+            outcomes = execute(todo, tracker, options, console=err_console, **backend_kw)
+    except KeyboardInterrupt:
+        err_console.print("[yellow]interrupted:[/] the current run is marked KILLED; run again to continue")
+        sys.exit(130)
+    df = summary_frame((o.cell, o.status, o.metrics, o.reason) for o in outcomes)
+    render_summary(df, console, title=f"grid {spec.name}")
+    failed = [o for o in outcomes if o.status == "FAILED"]
+    if failed:
+        fail(f"{len(failed)} of {len(outcomes)} cells failed (reasons above and in MLflow)", code=1)

@@ -1,0 +1,142 @@
+"""``tlbench tune``: an Optuna study of N trials per (selected) cell, shared by any number of
+processes or machines on the same storage."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+from rich.table import Table
+
+from tlbench.cli.common import (
+    check_workers,
+    clean_errors,
+    console,
+    data_dir_option,
+    device_option,
+    err_console,
+    grid_option,
+    load,
+    select_option,
+    storage_option,
+    tracking_option,
+)
+
+
+def _helper_argv(
+    grid: str, select: tuple[str, ...], trials: int, pruner: str, url: str, **options: str | None
+) -> list[str]:
+    """The same ``tlbench tune`` command, for the helper processes of ``--workers N``."""
+    argv = ["tune", "--grid", grid, "--trials", str(trials), "--pruner", pruner, "--storage", url]
+    for pattern in select:
+        argv += ["--select", pattern]
+    for flag, value in options.items():
+        if value:
+            argv += [f"--{flag.replace('_', '-')}", str(value)]
+    return argv
+
+
+@click.command()
+@grid_option
+@select_option
+@tracking_option
+@storage_option
+@data_dir_option
+@click.option("--trials", "-n", type=click.IntRange(min=1), required=True, help="trials per cell's study")
+@click.option(
+    "--pruner",
+    type=click.Choice(["median", "halving", "hyperband", "none"]),
+    default="median",
+    show_default=True,
+    help="stops hopeless trials early (halving = successive halving)",
+)
+@click.option(
+    "--seed", type=int, default=None, help="sampler seed (leave unset when several processes share a study)"
+)
+@device_option
+@click.option(
+    "--workers",
+    "-w",
+    default="1",
+    show_default=True,
+    help="tuning processes sharing each study: N, or auto = one per visible GPU",
+)
+@clean_errors
+def tune(
+    grid: str,
+    select: tuple[str, ...],
+    tracking_uri: str | None,
+    storage: str | None,
+    data_dir: str | None,
+    trials: int,
+    pruner: str,
+    seed: int | None,
+    device: str,
+    workers: str,
+) -> None:
+    """Tune lr and batch size of each (selected) cell with an Optuna study of N trials.
+
+    Several processes or machines given the same --storage share each study: together they run
+    exactly N trials. An interrupted study continues where it stopped.
+    """
+    from tlbench.dburl import redact
+    from tlbench.executor import RunOptions
+    from tlbench.grid import with_dependencies
+    from tlbench.interrupts import sigterm_as_interrupt
+    from tlbench.tracking import Tracker
+    from tlbench.tune import open_storage, resolve_storage_url, start_helpers, stop_helpers, tune_grid
+
+    spec, cells, chosen = load(grid, select)
+    check_workers(workers)
+    sigterm_as_interrupt()
+    url = resolve_storage_url(storage)
+    open_storage(url)  # a bad URL fails here, before any training
+    argv = _helper_argv(
+        grid, select, trials, pruner, url, tracking_uri=tracking_uri, data_dir=data_dir, device=device
+    )
+    helpers = start_helpers(workers, argv, seed, err_console)  # more processes on the same studies
+    tracker = Tracker(tracking_uri)
+    options = RunOptions(tracker.uri, tracker.experiment_id(spec.name), data_dir=data_dir, device=device)
+    err_console.print(
+        f"tuning {len(chosen)} cell(s) of grid [bold]{spec.name}[/], {trials} trials each → studies in "
+        f"{redact(url)}, runs in MLflow {tracker.uri}",
+        highlight=False,
+    )
+    chosen_ids = {c.id for c in chosen}
+    sources = [c for c in with_dependencies(chosen, cells) if c.id not in chosen_ids]
+    try:
+        summaries = tune_grid(
+            chosen,
+            sources,
+            tracker=tracker,
+            options=options,
+            trials=trials,
+            pruner=pruner,
+            seed=seed,
+            storage_url=url,
+            helpers=helpers,
+            console=err_console,
+        )
+    except KeyboardInterrupt:
+        stop_helpers(helpers)
+        err_console.print(
+            "[yellow]interrupted:[/] the current trial is failed and queued again; "
+            "run the same command to continue the study"
+        )
+        sys.exit(130)
+    table = Table(title=f"tuning: grid {spec.name}")
+    for col in ("cell", "complete", "pruned", "failed", "best val_acc", "best lr", "best batch", "study"):
+        table.add_column(col, overflow="fold")
+    for s in summaries:
+        table.add_row(
+            s.cell.name,
+            str(s.complete),
+            str(s.pruned),
+            str(s.failed),
+            f"{s.best_value:.4f}" if s.best_value is not None else "-",
+            f"{s.best_params['lr']:.3g}" if s.best_params else "-",
+            str(s.best_params.get("batch_size", "-")),
+            s.study,
+        )
+    console.print(table)
+    err_console.print(f"train with the best values: tlbench run --grid {grid} --tuned", highlight=False)

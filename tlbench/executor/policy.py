@@ -1,0 +1,210 @@
+"""The one policy every executor follows (sequential, worker pool, Ray): decided once, here.
+
+- **Finished cells are skipped** (a FINISHED run with the same cell id and variant), unless
+  ``force``; stale RUNNING runs (their process is gone) are marked KILLED first.
+- **A ``cell:`` source runs first**; a cell whose source failed fails with that reason instead of
+  training from nothing.
+- **A cell another live process holds** (``running elsewhere``: another ``tlbench run``, or a
+  Ray attempt on a node that died) is waited for *in the driver*, never inside a worker slot or a
+  Ray task: once its claim ends, its FINISHED run counts as done, a FAILED one as failed, and one
+  left KILLED or stale is taken over and resumed from its checkpoint. Cells that depend on it
+  wait with it.
+- **CUDA out of memory**: the same cell again, at half the batch size (down to 1), in a fresh
+  process (no fragmented CUDA memory), as a new run with param ``oom_batch_size_from`` (what the
+  grid asked) and tag ``tlbench.oom_retry``.
+- **A worker that died** (segfault, SIGKILL, the kernel's OOM killer): its run is marked KILLED,
+  its claim freed, and the cell retried up to ``retries`` times, resuming from its checkpoint;
+  then FAILED with the reason.
+- **One line per outcome**: ✓ finished, ↷ skipped, ✗ failed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from tlbench.executor.options import RunOptions
+from tlbench.executor.runner import ELSEWHERE, OOM_REASON, CellOutcome
+from tlbench.grid import Cell
+from tlbench.tracking import Tracker, tags
+
+OOM_PARAM = "oom_batch_size_from"
+
+
+@dataclass
+class Task:
+    """One cell to run, with what the policy added on the way (retries, a halved batch)."""
+
+    cell: Cell
+    attempts: int = 0  # worker deaths so far
+    params: dict[str, Any] = field(default_factory=dict)  # logged beside the cell's params
+    tags: dict[str, str] = field(default_factory=dict)
+    fresh_process: bool = False  # after an out-of-memory error
+
+
+def outcome_line(outcome: CellOutcome, seconds: float | None = None) -> str:
+    """The line a user sees for a cell, the same from every executor."""
+    c, m = outcome.cell, outcome.metrics
+    if outcome.status == "FINISHED":
+        took = f"  {seconds:.1f}s" if seconds is not None else ""
+        return f"[green]✓[/] {c.name}  test_acc {m['test_acc']:.4f}  best_val {m['best_val_acc']:.4f}{took}"
+    if outcome.status == "SKIPPED":
+        return f"[yellow]↷[/] {c.name}  {outcome.reason}"
+    return f"[red]✗[/] {c.name}  {outcome.status}: {outcome.reason}"
+
+
+class Schedule:
+    """Which cell runs next, and what each outcome means; backends only say where cells run.
+
+    ``say`` prints a line (the backend's console). Backends loop: ``next_task`` → run it (in a
+    fresh process when ``task.fresh_process``) → ``record``; ``poll_elsewhere`` while idle.
+    """
+
+    def __init__(self, cells: list[Cell], tracker: Tracker, options: RunOptions, say: Callable[[str], None]):
+        self.cells, self.tracker, self.options, self.say = cells, tracker, options, say
+        reaped = tracker.reap_stale(options.experiment_id)
+        if reaped:
+            say(f"[yellow]marked {len(reaped)} run(s) KILLED whose process is gone (no heartbeat)[/]")
+        finished = {} if options.force else tracker.finished_runs(options.experiment_id, options.variant)
+        self.outcomes: dict[str, CellOutcome] = {}
+        self.pending: deque[Task] = deque()
+        self.running: set[str] = set()
+        self.elsewhere: dict[str, Task] = {}
+        for cell in cells:
+            run = finished.get(cell.id)
+            if run is not None:
+                self.outcomes[cell.name] = CellOutcome(
+                    cell, "SKIPPED", run.info.run_id, dict(run.data.metrics), "finished"
+                )
+            else:
+                self.pending.append(Task(cell))
+        self.skipped_before = len(self.outcomes)
+
+    # ------------------------------------------------------------------------------------------
+    @property
+    def active(self) -> bool:
+        return bool(self.pending or self.running or self.elsewhere)
+
+    def counts(self) -> dict[str, int]:
+        states = [o.status for o in self.outcomes.values()]
+        return {
+            "running": len(self.running),
+            "done": states.count("FINISHED"),
+            "failed": states.count("FAILED"),
+            "waiting": len(self.elsewhere),
+        }
+
+    def results(self) -> list[CellOutcome]:
+        return [self.outcomes[c.name] for c in self.cells if c.name in self.outcomes]
+
+    # ------------------------------------------------------------------------------------------
+    def _source_state(self, task: Task) -> str | None:
+        """'' when the task can run now, None when it must wait, or why it cannot run."""
+        dep = task.cell.depends_on
+        if not dep:
+            return ""
+        source = self.outcomes.get(dep)
+        if source is None:
+            waiting = (
+                dep in self.running or dep in self.elsewhere or any(t.cell.name == dep for t in self.pending)
+            )
+            return None if waiting else ""  # a source outside this batch: the run finds its checkpoint
+        if source.done:
+            return ""
+        return f"source cell {dep!r} {source.status.lower()}: {source.reason}"
+
+    def next_task(self) -> Task | None:
+        """The first pending task whose source is done; dependents of a failed source fail here."""
+        for task in list(self.pending):
+            verdict = self._source_state(task)
+            if verdict is None:
+                continue
+            self.pending.remove(task)
+            if verdict:
+                self._record(CellOutcome(task.cell, "FAILED", reason=verdict))
+                continue
+            self.running.add(task.cell.name)
+            return task
+        return None
+
+    def record(self, task: Task, outcome: CellOutcome, seconds: float | None = None) -> None:
+        """Apply the policy to a cell's outcome: retry at half the batch, wait, or report it."""
+        self.running.discard(task.cell.name)
+        if outcome.reason == OOM_REASON and task.cell.train.batch_size > 1:
+            self.pending.appendleft(self._halved(task))
+        elif outcome.status == "SKIPPED" and outcome.reason == ELSEWHERE:
+            self.say(f"  waiting for {task.cell.name} (running in another process)")
+            self.elsewhere[task.cell.name] = task
+        else:
+            self._record(outcome, seconds)
+
+    def _record(self, outcome: CellOutcome, seconds: float | None = None) -> None:
+        self.outcomes[outcome.cell.name] = outcome
+        self.say(outcome_line(outcome, seconds))
+
+    def _halved(self, task: Task) -> Task:
+        bs = task.cell.train.batch_size
+        half = bs // 2
+        self.say(f"[yellow]{task.cell.name}: out of memory at batch size {bs}; retrying with {half}[/]")
+        cell = dataclasses.replace(task.cell, train=task.cell.train.model_copy(update={"batch_size": half}))
+        params = {**task.params, OOM_PARAM: task.params.get(OOM_PARAM, bs)}  # what the grid asked for
+        retry_tags = {**task.tags, tags.OOM_RETRY: f"batch size halved from {bs}"}
+        return Task(cell, task.attempts, params, retry_tags, fresh_process=True)
+
+    # ------------------------------------------------------------------------------------------
+    def poll_elsewhere(self) -> None:
+        """Cells held elsewhere whose claim ended: done, failed, or taken over here."""
+        opts = self.options
+        for name, task in list(self.elsewhere.items()):
+            if self.tracker.is_claimed(opts.experiment_id, task.cell.id, opts.variant):
+                continue
+            del self.elsewhere[name]
+            newest = self._newest_run(task.cell)
+            status = newest.info.status if newest is not None else None
+            if status == "FINISHED":
+                metrics = dict(newest.data.metrics)
+                self._record(CellOutcome(task.cell, "SKIPPED", newest.info.run_id, metrics, "finished"))
+            elif status == "FAILED":
+                reason = newest.data.tags.get(tags.REASON, "failed in another process").splitlines()[0]
+                self._record(CellOutcome(task.cell, "FAILED", newest.info.run_id, reason=reason))
+            else:  # its process died: continue it here from its checkpoint
+                self.pending.appendleft(task)
+
+    def _newest_run(self, cell: Cell) -> Any | None:
+        runs = self.tracker.client.search_runs(
+            [self.options.experiment_id],
+            filter_string=f"tags.`{tags.CELL_ID}` = '{cell.id}'",
+            order_by=["start_time DESC"],
+            max_results=50,
+        )
+        return next((r for r in runs if r.data.tags.get(tags.VARIANT) == self.options.variant), None)
+
+    # ------------------------------------------------------------------------------------------
+    def worker_died(
+        self, task: Task, why: str, run_id: str | None, claim_id: str | None, retries: int
+    ) -> None:
+        """A worker process died mid-cell: free its claim, end its run, retry or give up."""
+        client = self.tracker.client
+        if claim_id:
+            with contextlib.suppress(Exception):
+                client.delete_run(claim_id)
+        self.running.discard(task.cell.name)
+        task.attempts += 1
+        final = task.attempts > retries
+        if run_id:
+            with contextlib.suppress(Exception):
+                client.set_tag(
+                    run_id,
+                    tags.REASON,
+                    why if not final else f"{why}; gave up after {task.attempts} attempts",
+                )
+                client.set_terminated(run_id, "FAILED" if final else "KILLED")
+        if final:
+            self._record(CellOutcome(task.cell, "FAILED", run_id, reason=f"{why}, {task.attempts} times"))
+        else:
+            self.say(f"[yellow]{task.cell.name}: {why}; retry {task.attempts}/{retries}[/]")
+            self.pending.appendleft(task)

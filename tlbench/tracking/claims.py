@@ -1,0 +1,133 @@
+"""Exactly once: the protocol by which one process, anywhere, works on a cell at a time.
+
+Contract (every executor and every store relies on it):
+
+- ``claim(...)`` returns a ``Claim`` to exactly one of any number of processes that ask for the
+  same (experiment, cell, variant) at once, on one machine or many, on a local SQLite store or a
+  shared MLflow server; all others get ``None``. It also returns ``None`` when the cell already
+  has a FINISHED run (unless ``force``), so a caller that got a claim must train.
+- A claim is a run in the ``tlbench-claims`` experiment, tagged with the key
+  ``experiment/cell/variant`` and a heartbeat (``tlbench.tracking.heartbeat``). Every claimant
+  creates its claim run, waits ``claim_grace`` (clock skew between machines), then looks at the
+  live claims of the key: the earliest (start time, then run id) wins, and a claim already
+  marked as won always wins. All claimants read the same rows of one store, so they agree.
+- A claim whose heartbeat went stale belongs to a dead process: any claimant deletes it, and the
+  cell's run is resumed by the winner (``Tracker.resumable_run``).
+- ``Claim.release()`` deletes the claim run; it is called once the cell's run is FINISHED,
+  FAILED or KILLED, so a released cell is never also RUNNING without a live claim.
+
+Chosen over file locks because it needs no shared filesystem: it works the same wherever the
+MLflow store is.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from typing import TYPE_CHECKING, Any
+
+from tlbench.tracking import tags
+from tlbench.tracking.heartbeat import Heartbeat, is_stale
+
+if TYPE_CHECKING:
+    from tlbench.grid import Cell
+    from tlbench.tracking.store import Tracker
+
+
+def claim_grace(uri: str) -> float:
+    """Seconds a new claim waits before it looks for rivals (``TLBENCH_CLAIM_GRACE_S``): with one
+    clock (a local store) none is needed; across machines it absorbs their clock skew."""
+    env = os.environ.get("TLBENCH_CLAIM_GRACE_S")
+    if env is not None:
+        return float(env)
+    return 0.0 if uri.startswith("sqlite:") else 2.0
+
+
+def claim_key(experiment_id: str, cell_id: str, variant: str | None) -> str:
+    return f"{experiment_id}/{cell_id}/{variant or ''}"
+
+
+def last_beat(run: Any) -> float:
+    """A run's last heartbeat (unix time); its start for one that has not beaten yet."""
+    return float(run.data.tags.get(tags.HEARTBEAT, run.info.start_time / 1000))
+
+
+class Claim:
+    """This process's hold on a cell: a heartbeat while held, the claim run deleted on release."""
+
+    def __init__(self, client: Any, run_id: str):
+        self.client = client
+        self.run_id = run_id
+        self._heartbeat = Heartbeat(
+            lambda: client.set_tag(run_id, tags.HEARTBEAT, f"{time.time():.3f}"), name="tlbench-claim"
+        )
+
+    def release(self) -> None:
+        if self._heartbeat.stopped:
+            return
+        self._heartbeat.stop()
+        with contextlib.suppress(Exception):
+            self.client.set_terminated(self.run_id, "FINISHED")
+            self.client.delete_run(self.run_id)
+
+
+def _claims_experiment(tracker: Tracker) -> str:
+    return tracker.experiment(tags.CLAIMS_EXPERIMENT, {})
+
+
+def _live_claims(tracker: Tracker, claims_exp: str, key: str, own: str | None = None) -> list[Any]:
+    """The key's claims whose process is alive; stale ones (not ``own``) are deleted on the way."""
+    from mlflow.exceptions import MlflowException
+
+    rivals = tracker.client.search_runs(
+        [claims_exp], filter_string=f"tags.`{tags.CLAIM}` = '{key}' and attributes.status = 'RUNNING'"
+    )
+    now, live = time.time(), []
+    for r in rivals:
+        if not is_stale(last_beat(r), now):
+            live.append(r)
+        elif r.info.run_id != own:  # its process is gone: clear the way
+            with contextlib.suppress(MlflowException):
+                tracker.client.delete_run(r.info.run_id)
+    return live
+
+
+def claim(
+    tracker: Tracker, experiment_id: str, cell: Cell, variant: str | None = None, *, force: bool = False
+) -> Claim | None:
+    """Claim ``cell`` for this process, or None (FINISHED and not ``force``, or held elsewhere)."""
+    if not force and cell.id in tracker.finished_runs(experiment_id, variant=variant):
+        return None
+    key = claim_key(experiment_id, cell.id, variant)
+    claims_exp = _claims_experiment(tracker)
+    run = tracker.client.create_run(
+        claims_exp, run_name=cell.name, tags={tags.CLAIM: key, tags.PID: str(os.getpid())}
+    )
+    held = Claim(tracker.client, run.info.run_id)
+    grace = claim_grace(tracker.uri)
+    if grace:
+        time.sleep(grace)
+    live = _live_claims(tracker, claims_exp, key, own=held.run_id)
+    won = [r for r in live if r.data.tags.get(tags.CLAIM_WON) and r.info.run_id != held.run_id]
+    first = min(live, key=lambda r: (r.info.start_time, r.info.run_id), default=None)
+    if won or (first is not None and first.info.run_id != held.run_id):
+        held.release()
+        return None
+    tracker.client.set_tag(held.run_id, tags.CLAIM_WON, "1")
+    if not force and cell.id in tracker.finished_runs(experiment_id, variant=variant):  # done meanwhile
+        held.release()
+        return None
+    return held
+
+
+def is_claimed(tracker: Tracker, experiment_id: str, cell_id: str, variant: str | None = None) -> bool:
+    """Does a live process (fresh heartbeat) hold this cell right now?"""
+    exp = tracker.client.get_experiment_by_name(tags.CLAIMS_EXPERIMENT)
+    if exp is None:
+        return False
+    key = claim_key(experiment_id, cell_id, variant)
+    rivals = tracker.client.search_runs(
+        [exp.experiment_id], filter_string=f"tags.`{tags.CLAIM}` = '{key}' and attributes.status = 'RUNNING'"
+    )
+    return any(not is_stale(last_beat(r)) for r in rivals)

@@ -1,0 +1,44 @@
+"""Counting a shared study's trials: which count towards its N, and which cell a study is.
+
+Several processes ask for trials of one study at once; a trial replaced by a retry (its process
+died) or marked surplus (asked for after the last slot went) does not use up the budget.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from tlbench.grid import Cell
+from tlbench.tracking import tags
+
+if TYPE_CHECKING:
+    import optuna
+
+STUDY_PREFIX = "tlbench-"
+
+
+def study_name(cell: Cell) -> str:
+    """The study of a cell: from its id, so editing labels or the search space keeps the study."""
+    return f"{STUDY_PREFIX}{cell.id}"
+
+
+def replaced_trials(trials: list[optuna.trial.FrozenTrial]) -> set[int]:
+    return {int(t.user_attrs[tags.RETRY_OF_ATTR]) for t in trials if tags.RETRY_OF_ATTR in t.user_attrs}
+
+
+def counted(trials: list[optuna.trial.FrozenTrial]) -> list[optuna.trial.FrozenTrial]:
+    """Trials that use up the study's budget: all but surplus ones and those replaced by a retry."""
+    from optuna.trial import TrialState
+
+    replaced = replaced_trials(trials)
+    return [
+        t
+        for t in trials
+        if not (t.state == TrialState.FAIL and (t.number in replaced or t.user_attrs.get(tags.SURPLUS_ATTR)))
+    ]
+
+
+def is_surplus(study: optuna.Study, number: int, trials: int) -> bool:
+    """Did other processes claim the last slots while this one asked for a trial?"""
+    before = [t for t in counted(study.get_trials(deepcopy=False)) if t.number < number]
+    return len(before) >= trials
