@@ -5,31 +5,18 @@ from __future__ import annotations
 import threading
 import time
 
+from conftest import make_cell, make_result
 from mlflow.tracking import MlflowClient
 
-from tlbench.data import load_dataset
-from tlbench.grid import expand
-from tlbench.spec import parse_grid
 from tlbench.tracking import Tracker
-from tlbench.train import fit
-
-RAW = {
-    "name": "trk",
-    "train": {"epochs": 1, "batch_size": 64, "image_size": 8, "lr": 0.05, "seed": 0},
-    "datasets": ["digits"],
-    "backbones": [{"name": "test_resnet", "weights": "none"}],
-    "strategies": ["scratch"],
-    "optimizers": ["sgd"],
-    "augmentations": ["none"],
-}
 
 
 def test_background_finish_completes_only_after_then_has_run(store):
-    cell = expand(parse_grid(RAW))[0]
+    cell = make_cell(grid="trk")
     tracker = Tracker(store)
     exp = tracker.experiment_id("trk")
     run = tracker.start_cell(exp, cell)
-    result = fit(cell, load_dataset("digits"), device="cpu", reporter=run)
+    result = make_result(cell)
     done = threading.Event()
 
     def then() -> None:  # e.g. releasing the cell's claim: slow on a remote server
@@ -44,10 +31,10 @@ def test_background_finish_completes_only_after_then_has_run(store):
 
 
 def test_then_runs_even_when_writing_artifacts_fails(store):
-    cell = expand(parse_grid(RAW))[0]
+    cell = make_cell(grid="trk")
     tracker = Tracker(store)
     run = tracker.start_cell(tracker.experiment_id("trk"), cell)
-    result = fit(cell, load_dataset("digits"), device="cpu", reporter=run)
+    result = make_result(cell)
     result.history = []  # history.csv cannot be written without a header row
     ran = []
     future = run.finish(result, background=True, then=lambda: ran.append(True))

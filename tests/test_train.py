@@ -4,26 +4,14 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import SYNTH, make_cell
 
 from tlbench.data import load_dataset
-from tlbench.grid import expand
-from tlbench.spec import parse_grid
 from tlbench.train import NonFiniteLossError, fit
-
-SYNTH = {"classes": 4, "train_per_class": 60, "val_per_class": 15, "test_per_class": 15, "image_size": 16}
 
 
 def _cell(strategy="scratch", optimizer="sgd", **train):
-    raw = {
-        "name": "t",
-        "train": {"epochs": 4, "batch_size": 32, "image_size": 16, "lr": 0.05, "seed": 0, **train},
-        "datasets": [{"name": "synthetic", "params": SYNTH}],
-        "backbones": [{"name": "test_resnet", "weights": "none"}],
-        "strategies": [strategy],
-        "optimizers": [optimizer],
-        "augmentations": ["basic"],
-    }
-    return expand(parse_grid(raw))[0]
+    return make_cell(strategy, optimizer=optimizer, augmentation="basic", **{"epochs": 4, **train})
 
 
 @pytest.fixture(scope="module")
@@ -85,16 +73,7 @@ def test_absurd_lr_stops_with_nonfinite_loss(data):
 
 
 def _probe_cell(strategy="linear_probe", augmentation="none", epochs=5):
-    raw = {
-        "name": "t",
-        "train": {"epochs": epochs, "batch_size": 32, "image_size": 16, "lr": 0.2, "seed": 0},
-        "datasets": [{"name": "synthetic", "params": SYNTH}],
-        "backbones": [{"name": "test_resnet", "weights": "none"}],
-        "strategies": [strategy],
-        "optimizers": ["sgd"],
-        "augmentations": [augmentation],
-    }
-    return expand(parse_grid(raw))[0]
+    return make_cell(strategy, augmentation=augmentation, epochs=epochs, lr=0.2)
 
 
 def test_cached_probe_matches_the_online_probe(data):
