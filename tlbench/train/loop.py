@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from tlbench.data import TensorSplit
 from tlbench.data.stream import image_batches
-from tlbench.train.evaluate import batches
+from tlbench.train.evaluation import batches
 from tlbench.train.result import NonFiniteLossError
 
 

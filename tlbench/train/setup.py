@@ -20,7 +20,7 @@ from tlbench.data import AUGMENTATIONS, DatasetSplits, TensorSplit, make_augment
 from tlbench.grid import Cell
 from tlbench.models import build_model, data_config
 from tlbench.strategies import STRATEGIES, Phase, phases_for
-from tlbench.train.evaluate import batches
+from tlbench.train.evaluation import batches
 
 
 def pick_device(requested: str | None = None) -> torch.device:

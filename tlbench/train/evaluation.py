@@ -124,7 +124,8 @@ def adapt_batchnorm(
         m.reset_running_stats()
         m.momentum = None  # cumulative average over the batches
         m.train()
-    index = batches(len(split), batch_size, None)
+    # batches as in training: a trailing batch of one image is left out (no batch statistics)
+    index = batches(len(split), batch_size, torch.arange(len(split), device=split.labels.device))
     for x in image_inputs(split, transform, index, channels_last=channels_last):
         model(x)
     for m, momentum in zip(norms, momenta, strict=True):

@@ -20,7 +20,7 @@ from tlbench.grid import Cell
 from tlbench.models import trained_settings
 from tlbench.optim import build_optimizer, build_scheduler
 from tlbench.strategies import Phase, apply_phase, set_train_mode
-from tlbench.train.evaluate import adapt_batchnorm, evaluate, extract_features
+from tlbench.train.evaluation import adapt_batchnorm, evaluate, extract_features
 from tlbench.train.loop import EpochTimer, NonFiniteWatch, Step, train_one_epoch
 from tlbench.train.result import NullReporter, Reporter, Result
 from tlbench.train.setup import Setup, prepare
