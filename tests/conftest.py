@@ -22,74 +22,7 @@ os.environ["COLUMNS"] = "250"  # rich tables: no wrapped cell names in captured 
 # tests need the terminal's behaviour.
 signal.signal(signal.SIGINT, signal.default_int_handler)
 
-REPO = Path(__file__).resolve().parents[1]
-
-SYNTH = {"classes": 4, "train_per_class": 60, "val_per_class": 15, "test_per_class": 15, "image_size": 16}
-
-
-def make_cell(
-    strategy: str | dict = "scratch",
-    *,
-    dataset: str | dict | None = None,
-    backbone: str = "test_resnet",
-    weights: str = "none",
-    optimizer: str | dict = "sgd",
-    augmentation: str = "none",
-    grid: str = "t",
-    **train,
-):
-    """One cell of a one-cell grid: tiny defaults (synthetic 4 classes at 16 px, 2 epochs),
-    any axis entry or train setting overridden by keyword."""
-    from tlbench.grid import expand
-    from tlbench.spec import parse_grid
-
-    raw = {
-        "name": grid,
-        "train": {"epochs": 2, "batch_size": 32, "image_size": 16, "lr": 0.05, "seed": 0, **train},
-        "datasets": [dataset or {"name": "synthetic", "params": SYNTH}],
-        "backbones": [{"name": backbone, "weights": weights}],
-        "strategies": [strategy],
-        "optimizers": [optimizer],
-        "augmentations": [augmentation],
-    }
-    return expand(parse_grid(raw))[0]
-
-
-def make_result(cell, *, epochs: int = 2, val_acc: float = 0.5, test_acc: float = 0.5):
-    """A ``Result`` as ``fit`` returns it, without training: for tests of what is done with one."""
-    import numpy as np
-    import timm
-
-    from tlbench.train import Result
-
-    history = [
-        {
-            "epoch": float(e),
-            "train_loss": 1.0,
-            "train_acc": 0.5,
-            "val_loss": 1.0,
-            "val_acc": val_acc,
-            "lr": 0.1,
-        }
-        for e in range(epochs)
-    ]
-    model = timm.create_model(cell.backbone.name, num_classes=2)
-    return Result(
-        history=history,
-        best_epoch=epochs - 1,
-        best_val_acc=val_acc,
-        test_loss=1.0,
-        test_acc=test_acc,
-        test_top5=1.0,
-        confusion=np.array([[3, 1], [1, 3]]),
-        classes=["a", "b"],
-        train_time_s=1.0,
-        images_per_s=100.0,
-        params_trainable=10,
-        params_total=10,
-        device="cpu",
-        best_state={k: v.detach().clone() for k, v in model.state_dict().items()},
-    )
+from helpers import free_port  # noqa: E402  (after SIGINT is restored)
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -199,14 +132,6 @@ def _pg_bin() -> Path | None:
     return found[-1].parent if found else None
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def postgres_server():
     """A real PostgreSQL server for the session: a throw-away cluster on 127.0.0.1 (trust auth),
@@ -223,7 +148,7 @@ def postgres_server():
     if os.geteuid() == 0:
         as_user = ["runuser", "-u", "postgres", "--"]
         shutil.chown(root, "postgres")
-    data, port = Path(root) / "data", _free_port()
+    data, port = Path(root) / "data", free_port()
     subprocess.run(
         [*as_user, str(pg / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync"],
         check=True,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import _free_port
+from helpers import free_port
 from mlflow.entities import ViewType
 from mlflow.tracking import MlflowClient
 
@@ -227,7 +227,7 @@ def test_ctrl_c_marks_the_run_killed_and_the_next_run_completes(
 
 @pytest.mark.slow
 def test_ui_serves_the_store_on_loopback(store, services):
-    port = _free_port()
+    port = free_port()
     proc = services.start(
         [sys.executable, "-m", "tlbench.cli", "ui", "--tracking-uri", store, "--port", str(port)]
     )

@@ -11,7 +11,7 @@ import sys
 import click
 import pytest
 import yaml
-from conftest import REPO, _free_port
+from helpers import REPO, free_port
 from mlflow.tracking import MlflowClient
 
 from tlbench.cli import main
@@ -132,7 +132,7 @@ def test_the_compose_topology_natively(make_postgres_db, tmp_path, write_grid, c
     commands of compose.yaml, on 127.0.0.1."""
     mlflow_db, optuna_db = make_postgres_db("_mlflow"), make_postgres_db("_optuna")
     grid = write_grid(GRID)
-    port, dash_port = _free_port(), _free_port()
+    port, dash_port = free_port(), free_port()
     env = {
         **os.environ,
         "TLBENCH_OPTUNA_STORAGE": optuna_db,

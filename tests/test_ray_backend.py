@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import _free_port
+from helpers import free_port
 from mlflow.tracking import MlflowClient
 from test_cli import TRANSFER_GRID
 
@@ -34,7 +34,7 @@ def _env(tmp_path: Path) -> dict[str, str]:
 @pytest.fixture
 def mlflow_server(postgres_url, tmp_path, services):
     """`tlbench server` on a fresh PostgreSQL database, on loopback; yields its URL."""
-    port = _free_port()
+    port = free_port()
     proc = services.start(
         [
             sys.executable,
@@ -60,7 +60,7 @@ def mlflow_server(postgres_url, tmp_path, services):
 def ray_cluster(tmp_path):
     """A head node and a second node (its own process group, so the test can kill it)."""
     env = _env(tmp_path)
-    port = _free_port()
+    port = free_port()
     common = ["--num-cpus=1", "--object-store-memory=80000000", "--disable-usage-stats"]
     subprocess.run(
         [RAY, "start", "--head", f"--port={port}", "--include-dashboard=false", *common],

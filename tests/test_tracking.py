@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from conftest import make_cell, make_result
+from helpers import make_cell, make_result
 from mlflow.tracking import MlflowClient
 
 from tlbench.tracking import Tracker

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import SYNTH, make_cell
+from helpers import SYNTH, make_cell
 
 from tlbench.data import load_dataset
 from tlbench.train import NonFiniteLossError, fit

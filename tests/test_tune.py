@@ -13,7 +13,7 @@ import optuna
 import pytest
 import yaml
 from click.testing import CliRunner
-from conftest import _free_port
+from helpers import free_port
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
@@ -334,7 +334,7 @@ def test_dashboard_serves_the_studies_on_loopback(store, tmp_path, services):
     cell = _cell()
     journal = tmp_path / "j.journal"
     open_study(cell, open_storage(str(journal)))
-    port = _free_port()
+    port = free_port()
     proc = services.start(
         [sys.executable, "-m", "tlbench.cli", "dashboard", "--storage", str(journal), "--port", str(port)]
     )

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import _free_port
+from helpers import free_port
 from mlflow.entities import ViewType
 from rich.console import Console
 
@@ -60,7 +60,7 @@ def ray_address(tmp_path_factory):
     """One local Ray node shared by this module's Ray cases (stopped before other modules run)."""
     pytest.importorskip("ray")
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
-    port = _free_port()
+    port = free_port()
     subprocess.run(
         [RAY, "start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1", "--num-cpus=2",
          "--include-dashboard=false",

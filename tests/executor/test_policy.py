@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import make_cell
+from helpers import make_cell
 
 from tlbench.executor import RunOptions
 from tlbench.executor.policy import OOM_PARAM, Schedule, outcome_line

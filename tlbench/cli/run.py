@@ -7,29 +7,16 @@ from pathlib import Path
 
 import click
 
-from tlbench.cli.common import (
-    check_workers,
-    clean_errors,
-    console,
-    data_dir_option,
-    device_option,
-    err_console,
-    fail,
-    grid_option,
-    load,
-    select_option,
-    storage_option,
-    tracking_option,
-)
+from tlbench.cli import common
 
 
 @click.command()
-@grid_option
-@select_option
-@tracking_option
-@data_dir_option
+@common.grid_option
+@common.select_option
+@common.tracking_option
+@common.data_dir_option
 @click.option("--force", is_flag=True, help="re-run cells that already have a FINISHED run")
-@device_option
+@common.device_option
 @click.option(
     "--compile", "compile_", is_flag=True, help="torch.compile each model (worth it for long GPU cells)"
 )
@@ -81,8 +68,8 @@ from tlbench.cli.common import (
     is_flag=True,
     help="train each cell with its Optuna study's best lr and batch size (a 'tuned' run beside the plain one)",
 )
-@storage_option
-@clean_errors
+@common.storage_option
+@common.clean_errors
 def run(
     grid: str,
     select: tuple[str, ...],
@@ -109,8 +96,8 @@ def run(
     from tlbench.tracking import Tracker
     from tlbench.tune import resolve_storage_url, run_tuned
 
-    spec, cells, chosen = load(grid, select)
-    check_workers(workers)
+    spec, cells, chosen = common.load(grid, select)
+    common.check_workers(workers)
     sigterm_as_interrupt()
     todo = with_dependencies(chosen, cells)
     extra = len(todo) - len(chosen)
@@ -126,7 +113,7 @@ def run(
         compile=compile_,
         cache_features=feature_cache,
     )
-    err_console.print(
+    common.err_console.print(
         f"grid [bold]{spec.name}[/]: {len(todo)} cells"
         + (f" ({extra} added as cell: sources)" if extra else "")
         + f" → MLflow {tracker.uri} (experiment {spec.name!r})",
@@ -138,14 +125,16 @@ def run(
     try:
         if tuned:
             url = resolve_storage_url(storage)
-            outcomes = run_tuned(chosen, todo, tracker, options, url, grid, err_console, **backend_kw)
+            outcomes = run_tuned(chosen, todo, tracker, options, url, grid, common.err_console, **backend_kw)
         else:
-            outcomes = execute(todo, tracker, options, console=err_console, **backend_kw)
+            outcomes = execute(todo, tracker, options, console=common.err_console, **backend_kw)
     except KeyboardInterrupt:
-        err_console.print("[yellow]interrupted:[/] the current run is marked KILLED; run again to continue")
+        common.err_console.print(
+            "[yellow]interrupted:[/] the current run is marked KILLED; run again to continue"
+        )
         sys.exit(130)
     df = summary_frame((o.cell, o.status, o.metrics, o.reason) for o in outcomes)
-    render_summary(df, console, title=f"grid {spec.name}")
+    render_summary(df, common.console, title=f"grid {spec.name}")
     failed = [o for o in outcomes if o.status == "FAILED"]
     if failed:
-        fail(f"{len(failed)} of {len(outcomes)} cells failed (reasons above and in MLflow)", code=1)
+        common.fail(f"{len(failed)} of {len(outcomes)} cells failed (reasons above and in MLflow)", code=1)

@@ -8,19 +8,7 @@ import sys
 import click
 from rich.table import Table
 
-from tlbench.cli.common import (
-    check_workers,
-    clean_errors,
-    console,
-    data_dir_option,
-    device_option,
-    err_console,
-    grid_option,
-    load,
-    select_option,
-    storage_option,
-    tracking_option,
-)
+from tlbench.cli import common
 
 
 def _helper_argv(
@@ -37,11 +25,11 @@ def _helper_argv(
 
 
 @click.command()
-@grid_option
-@select_option
-@tracking_option
-@storage_option
-@data_dir_option
+@common.grid_option
+@common.select_option
+@common.tracking_option
+@common.storage_option
+@common.data_dir_option
 @click.option("--trials", "-n", type=click.IntRange(min=1), required=True, help="trials per cell's study")
 @click.option(
     "--pruner",
@@ -53,7 +41,7 @@ def _helper_argv(
 @click.option(
     "--seed", type=int, default=None, help="sampler seed (leave unset when several processes share a study)"
 )
-@device_option
+@common.device_option
 @click.option(
     "--workers",
     "-w",
@@ -61,7 +49,7 @@ def _helper_argv(
     show_default=True,
     help="tuning processes sharing each study: N, or auto = one per visible GPU",
 )
-@clean_errors
+@common.clean_errors
 def tune(
     grid: str,
     select: tuple[str, ...],
@@ -86,18 +74,18 @@ def tune(
     from tlbench.tracking import Tracker
     from tlbench.tune import open_storage, resolve_storage_url, start_helpers, stop_helpers, tune_grid
 
-    spec, cells, chosen = load(grid, select)
-    check_workers(workers)
+    spec, cells, chosen = common.load(grid, select)
+    common.check_workers(workers)
     sigterm_as_interrupt()
     url = resolve_storage_url(storage)
     open_storage(url)  # a bad URL fails here, before any training
     argv = _helper_argv(
         grid, select, trials, pruner, url, tracking_uri=tracking_uri, data_dir=data_dir, device=device
     )
-    helpers = start_helpers(workers, argv, seed, err_console)  # more processes on the same studies
+    helpers = start_helpers(workers, argv, seed, common.err_console)  # more processes on the same studies
     tracker = Tracker(tracking_uri)
     options = RunOptions(tracker.uri, tracker.experiment_id(spec.name), data_dir=data_dir, device=device)
-    err_console.print(
+    common.err_console.print(
         f"tuning {len(chosen)} cell(s) of grid [bold]{spec.name}[/], {trials} trials each → studies in "
         f"{redact(url)}, runs in MLflow {tracker.uri}",
         highlight=False,
@@ -115,11 +103,11 @@ def tune(
             seed=seed,
             storage_url=url,
             helpers=helpers,
-            console=err_console,
+            console=common.err_console,
         )
     except KeyboardInterrupt:
         stop_helpers(helpers)
-        err_console.print(
+        common.err_console.print(
             "[yellow]interrupted:[/] the current trial is failed and queued again; "
             "run the same command to continue the study"
         )
@@ -138,5 +126,7 @@ def tune(
             str(s.best_params.get("batch_size", "-")),
             s.study,
         )
-    console.print(table)
-    err_console.print(f"train with the best values: tlbench run --grid {grid} --tuned", highlight=False)
+    common.console.print(table)
+    common.err_console.print(
+        f"train with the best values: tlbench run --grid {grid} --tuned", highlight=False
+    )

@@ -11,50 +11,15 @@ imports torch and the rest of the spec layer does not.
 
 from tlbench.spec.check import check_backbone_names, check_spec, validate_train, validate_tune
 from tlbench.spec.load import GRIDS_DIR, load_grid, parse_grid, resolve_grid_path
-from tlbench.spec.schema import (
-    AXES,
-    AXIS_SINGULAR,
-    AugmentationEntry,
-    Axes,
-    BackboneEntry,
-    Block,
-    DatasetEntry,
-    GridSpec,
-    HeadConfig,
-    OptimizerEntry,
-    Reported,
-    SpecError,
-    StrategyEntry,
-    TrainConfig,
-    TuneSpace,
-    WeightsSpec,
-    merge_train,
-    merge_tune,
-)
+from tlbench.spec.schema import *  # noqa: F403  (the models: schema.__all__)
+from tlbench.spec.schema import __all__ as _schema_names
 
 __all__ = [
-    "AXES",
-    "AXIS_SINGULAR",
+    *_schema_names,
     "GRIDS_DIR",
-    "AugmentationEntry",
-    "Axes",
-    "BackboneEntry",
-    "Block",
-    "DatasetEntry",
-    "GridSpec",
-    "HeadConfig",
-    "OptimizerEntry",
-    "Reported",
-    "SpecError",
-    "StrategyEntry",
-    "TrainConfig",
-    "TuneSpace",
-    "WeightsSpec",
     "check_backbone_names",
     "check_spec",
     "load_grid",
-    "merge_train",
-    "merge_tune",
     "parse_grid",
     "resolve_grid_path",
     "validate_train",

@@ -15,6 +15,27 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from tlbench.errors import TlbenchError
 
+__all__ = [
+    "AXES",
+    "AXIS_SINGULAR",
+    "AugmentationEntry",
+    "Axes",
+    "BackboneEntry",
+    "Block",
+    "DatasetEntry",
+    "GridSpec",
+    "HeadConfig",
+    "OptimizerEntry",
+    "Reported",
+    "SpecError",
+    "StrategyEntry",
+    "TrainConfig",
+    "TuneSpace",
+    "WeightsSpec",
+    "merge_train",
+    "merge_tune",
+]
+
 AXES = ("datasets", "backbones", "strategies", "optimizers", "augmentations")
 AXIS_SINGULAR = {
     "datasets": "dataset",
