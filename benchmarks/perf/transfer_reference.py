@@ -22,6 +22,8 @@ import argparse
 import json
 import math
 import statistics
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import timm
@@ -164,6 +166,40 @@ def tlbench_fit(backbone: str, weights: Path, data, args, seed: int, strategy: s
     }
 
 
+def _runs(args: argparse.Namespace, weights: Path, data, seed: int) -> dict[str, Callable[[], dict]]:
+    """Every run of one seed, by name; each trains only when called."""
+    extra = {"subset": args.subset} if args.subset else {}
+    bb = args.backbone
+    out: dict[str, Callable[[], dict]] = {
+        "plain, model's own head init": lambda: plain_loop(bb, weights, data, args, seed, zero_head=False),
+        "plain, zero head": lambda: plain_loop(bb, weights, data, args, seed, zero_head=True),
+    }
+    for init in ("zero", "normal", "pytorch"):
+        out[f"tlbench finetune, head {init}"] = partial(
+            tlbench_fit, bb, weights, data, args, seed, "finetune", head={"init": init}, **extra
+        )
+    out["tlbench scratch (no transfer)"] = partial(
+        tlbench_fit, bb, weights, data, args, seed, "scratch", **extra
+    )
+    if args.lp_ft:  # the probe at 4x the lr, the fine-tune at a quarter of it (transfer_offline's settings)
+        modes = [("train", "zero"), ("frozen", "zero"), ("adapt", "zero"), ("train", "pytorch")]
+        for bn, init in modes:
+            out[f"tlbench lp_ft, bn {bn}, head {init}"] = partial(
+                tlbench_fit,
+                bb,
+                weights,
+                data,
+                args,
+                seed,
+                "lp_ft",
+                params={"bn": bn, "ft_lr_scale": 0.25},
+                lr_scale=4,
+                head={"init": init},
+                **extra,
+            )
+    return out
+
+
 def _summary(rows: list[dict[str, float]], key: str) -> str:
     vals = [r[key] for r in rows if not math.isnan(r[key])]
     failed = f" ({len(rows) - len(vals)} diverged)" if len(vals) < len(rows) else ""
@@ -186,6 +222,7 @@ def main() -> None:
     ap.add_argument("--wd", type=float, default=5e-4)
     ap.add_argument("--subset", type=float, default=None, help="stratified fraction of digits' train")
     ap.add_argument("--lp-ft", action="store_true", help="also compare LP-FT's BatchNorm modes")
+    ap.add_argument("--only", default="", help="comma list: only runs whose name contains one of these")
     args = ap.parse_args()
     args.device_obj = pick_device(args.device)
     print(f"# device: {device_name(args.device_obj)}")
@@ -196,37 +233,9 @@ def main() -> None:
     runs: dict[str, list[dict]] = {}
     for seed in range(args.seeds):
         data = load_dataset("digits", seed=seed, subset=args.subset)
-        extra = {"subset": args.subset} if args.subset else {}
-        runs.setdefault("plain, model's own head init", []).append(
-            plain_loop(args.backbone, weights, data, args, seed, zero_head=False)
-        )
-        runs.setdefault("plain, zero head", []).append(
-            plain_loop(args.backbone, weights, data, args, seed, zero_head=True)
-        )
-        for init in ("zero", "normal", "pytorch"):
-            runs.setdefault(f"tlbench finetune, head {init}", []).append(
-                tlbench_fit(
-                    args.backbone, weights, data, args, seed, "finetune", head={"init": init}, **extra
-                )
-            )
-        runs.setdefault("tlbench scratch (no transfer)", []).append(
-            tlbench_fit(args.backbone, weights, data, args, seed, "scratch", **extra)
-        )
-        if args.lp_ft:
-            for bn in ("train", "frozen", "adapt"):
-                runs.setdefault(f"tlbench lp_ft, bn {bn}", []).append(
-                    tlbench_fit(
-                        args.backbone,
-                        weights,
-                        data,
-                        args,
-                        seed,
-                        "lp_ft",
-                        params={"bn": bn, "ft_lr_scale": 0.25},
-                        lr_scale=4,
-                        **extra,
-                    )
-                )
+        for name, run in _runs(args, weights, data, seed).items():
+            if not args.only or any(part in name for part in args.only.split(",")):
+                runs.setdefault(name, []).append(run())
     for name, rows in runs.items():
         out = {"run": name, "seeds": len(rows), "test_acc": _summary(rows, "test_acc")}
         out["best_val_acc"] = _summary(rows, "best_val_acc")

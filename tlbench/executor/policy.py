@@ -57,6 +57,13 @@ def outcome_line(outcome: CellOutcome, seconds: float | None = None) -> str:
     return f"[red]✗[/] {c.name}  {outcome.status}: {outcome.reason}"
 
 
+def reap_stale_runs(tracker: Tracker, experiment_id: str, say: Callable[[str], None]) -> None:
+    """Before anything runs: RUNNING runs whose process is gone (no heartbeat) are marked KILLED."""
+    reaped = tracker.reap_stale(experiment_id)
+    if reaped:
+        say(f"[yellow]marked {len(reaped)} run(s) KILLED whose process is gone (no heartbeat)[/]")
+
+
 class Schedule:
     """Which cell runs next, and what each outcome means; backends only say where cells run.
 
@@ -66,9 +73,7 @@ class Schedule:
 
     def __init__(self, cells: list[Cell], tracker: Tracker, options: RunOptions, say: Callable[[str], None]):
         self.cells, self.tracker, self.options, self.say = cells, tracker, options, say
-        reaped = tracker.reap_stale(options.experiment_id)
-        if reaped:
-            say(f"[yellow]marked {len(reaped)} run(s) KILLED whose process is gone (no heartbeat)[/]")
+        reap_stale_runs(tracker, options.experiment_id, say)
         finished = {} if options.force else tracker.finished_runs(options.experiment_id, options.variant)
         self.outcomes: dict[str, CellOutcome] = {}
         self.pending: deque[Task] = deque()

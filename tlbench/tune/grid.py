@@ -19,6 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from tlbench.dburl import redact
 from tlbench.executor import RunOptions, execute
+from tlbench.executor.policy import reap_stale_runs
 from tlbench.grid import Cell
 from tlbench.tracking import Tracker
 from tlbench.tune.results import StudySummary, best_params, study_status
@@ -91,7 +92,9 @@ def tune_grid(
     helpers: list[subprocess.Popen[bytes]],
     console: Console,
 ) -> list[StudySummary]:
-    """Each cell's study to ``trials`` trials (its ``cell:`` source trained first)."""
+    """Each cell's study to ``trials`` trials (its ``cell:`` source trained first); trial runs
+    whose process died (a killed tuning process) are marked KILLED first, as ``run`` does."""
+    reap_stale_runs(tracker, options.experiment_id, console.print)
     if sources:  # a `cell:` backbone needs its source's checkpoint before any trial
         execute(sources, tracker, options, console=console)
     summaries = []
