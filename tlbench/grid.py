@@ -21,6 +21,7 @@ from typing import Any
 
 from tlbench.data.catalog import dataset_param_names
 from tlbench.optim import OPTIMIZERS
+from tlbench.replicates import expand_replicates, innermost_seeds, interleave, resolve_sources
 from tlbench.spec import (
     AXES,
     AXIS_SINGULAR,
@@ -64,6 +65,9 @@ class Cell:
     id: str = ""
     depends_on: str | None = None  # name of the cell whose checkpoint initialises this one
     depends_on_id: str | None = None
+    config_id: str = ""  # the configuration: its content at the base seed (== id if not replicated)
+    config_name: str = ""  # the name without @sSEED
+    replicate: int | None = None  # this cell's seed when its configuration has ``seeds:``
     reported: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)  # not part of the id
     tune: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)  # search space, not the id
 
@@ -102,6 +106,8 @@ class Cell:
             "augmentation": {"name": self.augmentation.name, "label": self.labels["augmentation"]},
             "train": self.train.model_dump(mode="json"),
             "depends_on": self.depends_on,
+            "config_id": self.config_id,
+            "replicate": self.replicate,
         }
 
     def flat_params(self) -> dict[str, str]:
@@ -168,16 +174,16 @@ def _matches(rule: dict[str, str], labels: dict[str, str], names: dict[str, str]
 
 def _scopes(
     spec: GridSpec,
-) -> list[tuple[str, Axes, dict[str, Any], dict[str, Any], tuple[dict[str, str], ...]]]:
-    """(block name, axes, block train overrides, block tune ranges, excludes) for each block,
-    or the grid itself."""
+) -> list[tuple[str, Axes, dict[str, Any], dict[str, Any], Any, tuple[dict[str, str], ...]]]:
+    """(block name, axes, block train overrides, block tune ranges, block seeds, excludes) for
+    each block, or the grid itself."""
     if not spec.blocks:
-        return [("", spec, {}, {}, spec.exclude)]
+        return [("", spec, {}, {}, None, spec.exclude)]
     out = []
     for block in spec.blocks:
         merged = {a: getattr(block, a) if getattr(block, a) is not None else getattr(spec, a) for a in AXES}
         axes = Axes(**merged)
-        out.append((block.name, axes, block.train, block.tune, spec.exclude + block.exclude))
+        out.append((block.name, axes, block.train, block.tune, block.seeds, spec.exclude + block.exclude))
     return out
 
 
@@ -189,7 +195,7 @@ def _digest(content: dict[str, Any]) -> str:
 def expand(spec: GridSpec, file: Path | str | None = None) -> list[Cell]:
     """All cells of a grid, dependencies first, otherwise in declaration order."""
     pending: list[dict[str, Any]] = []
-    for block_name, axes, block_train, block_tune, excludes in _scopes(spec):
+    for block_name, axes, block_train, block_tune, block_seeds, excludes in _scopes(spec):
         axis_entries = [list(getattr(axes, a)) for a in AXES]
         for combo in itertools.product(*axis_entries):
             entries = dict(zip(AXES, combo, strict=True))
@@ -215,21 +221,21 @@ def expand(spec: GridSpec, file: Path | str | None = None) -> list[Cell]:
             weights = WeightsSpec.parse(bb.weights)
             if st.name == "scratch":
                 weights = WeightsSpec(kind="none")  # scratch means random init, whatever the entry says
-            pending.append(
-                {
-                    "block": block_name,
-                    "dataset": ds,
-                    "backbone": bb,
-                    "strategy": st,
-                    "optimizer": op,
-                    "augmentation": entries["augmentations"],
-                    "weights": weights,
-                    "train": train,
-                    "tune": tune,
-                    "labels": labels,
-                    "name": "/".join(labels[AXIS_SINGULAR[a]] for a in AXES),
-                }
-            )
+            seeds = innermost_seeds(spec.seeds, block_seeds, *(entries[a].seeds for a in AXES))
+            cell = {
+                "block": block_name,
+                "dataset": ds,
+                "backbone": bb,
+                "strategy": st,
+                "optimizer": op,
+                "augmentation": entries["augmentations"],
+                "weights": weights,
+                "train": train,
+                "tune": tune,
+                "labels": labels,
+                "name": "/".join(labels[AXIS_SINGULAR[a]] for a in AXES),
+            }
+            pending += expand_replicates(cell, seeds)
 
     by_name: dict[str, dict[str, Any]] = {}
     for p in pending:
@@ -245,14 +251,27 @@ def expand(spec: GridSpec, file: Path | str | None = None) -> list[Cell]:
 
     for p in by_name.values():
         p["reported"] = _reported_for(spec, p)
-    ordered = _topological(list(by_name.values()), file)
+    resolve_sources(list(by_name.values()), file)
+    ordered = _topological(interleave(list(by_name.values())), file)
     ids: dict[str, str] = {}
+    config_ids: dict[str, str] = {}
     cells = []
     for p in ordered:
         dep = p["weights"].value if p["weights"].kind == "cell" else None
         cid = _digest(_content(p, ids))
+        config_ids.setdefault(p["config_name"], _digest(_content(p, config_ids, config=True)))
         ids[p["name"]] = cid
-        cells.append(Cell(grid=spec.name, id=cid, depends_on=dep, depends_on_id=ids.get(dep or ""), **p))
+        fields = {k: v for k, v in p.items() if k not in ("base_train", "rank", "source_config")}
+        cells.append(
+            Cell(
+                grid=spec.name,
+                id=cid,
+                depends_on=dep,
+                depends_on_id=ids.get(dep or ""),
+                config_id=config_ids[p["config_name"]],
+                **fields,
+            )
+        )
     return cells
 
 
@@ -267,11 +286,15 @@ def _reported_for(spec: GridSpec, p: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _content(p: dict[str, Any], ids: dict[str, str]) -> dict[str, Any]:
+def _content(p: dict[str, Any], ids: dict[str, str], config: bool = False) -> dict[str, Any]:
+    """What determines a cell's result (``config``: its configuration's, at the base seed, with a
+    ``cell:`` source's configuration id: the same for every replicate)."""
     w: WeightsSpec = p["weights"]
     weights: Any = str(w)
     if w.kind == "cell":
-        weights = {"cell": ids.get(w.value, w.value)}
+        source = p["source_config"] if config else w.value
+        weights = {"cell": ids.get(source, source)}
+    train = p["base_train"] if config else p["train"]
     return {  # what determines a cell's result; labels and reported numbers do not
         "recipe": RECIPE,
         "dataset": {"name": p["dataset"].name, "params": p["dataset"].params},
@@ -279,7 +302,7 @@ def _content(p: dict[str, Any], ids: dict[str, str]) -> dict[str, Any]:
         "strategy": {"name": p["strategy"].name, "params": p["strategy"].params},
         "optimizer": {"name": p["optimizer"].name, "params": p["optimizer"].params},
         "augmentation": p["augmentation"].name,
-        "train": p["train"].model_dump(mode="json", exclude_defaults=True),
+        "train": train.model_dump(mode="json", exclude_defaults=True),
     }
 
 
@@ -321,10 +344,18 @@ def _topological(items: list[dict[str, Any]], file: Path | str | None) -> list[d
 
 
 def select(cells: list[Cell], patterns: list[str] | tuple[str, ...] | None) -> list[Cell]:
-    """Cells whose name (or id) matches any glob; no patterns selects everything."""
+    """Cells whose name matches any glob (``CONFIG`` or ``CONFIG@s*``: every replicate, ``CONFIG@s1``:
+    one), or whose id or configuration id starts with it; no patterns selects everything."""
     if not patterns:
         return list(cells)
-    return [c for c in cells if any(fnmatch.fnmatchcase(c.name, p) or c.id.startswith(p) for p in patterns)]
+
+    def hit(c: Cell, p: str) -> bool:
+        names = (c.name, c.config_name)
+        return (
+            any(fnmatch.fnmatchcase(n, p) for n in names) or c.id.startswith(p) or c.config_id.startswith(p)
+        )
+
+    return [c for c in cells if any(hit(c, p) for p in patterns)]
 
 
 def with_dependencies(selected: list[Cell], all_cells: list[Cell]) -> list[Cell]:

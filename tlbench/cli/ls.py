@@ -18,7 +18,7 @@ def ls_cmd(grid: str, select: tuple[str, ...]) -> None:
 
     spec, cells, chosen = load(grid, select, check_backbones=False)
     table = Table(title=f"grid {spec.name}: {len(chosen)} of {len(cells)} cells")
-    for col in ("#", "cell", "id", "weights", "epochs", "lr", "batch", "size", "subset", "TFLOP"):
+    for col in ("#", "cell", "id", "seed", "weights", "epochs", "lr", "batch", "size", "subset", "TFLOP"):
         table.add_column(col, justify="left" if col in ("cell", "id", "weights") else "right")
     flops = [cell_flops(c) for c in chosen]
     for i, (c, f) in enumerate(zip(chosen, flops, strict=True), 1):
@@ -27,6 +27,7 @@ def ls_cmd(grid: str, select: tuple[str, ...]) -> None:
             str(i),
             c.name,
             c.id,
+            str(t.seed) if c.replicate is not None else "",
             str(c.weights),
             str(t.epochs),
             f"{t.effective_lr:g}",
@@ -39,6 +40,10 @@ def ls_cmd(grid: str, select: tuple[str, ...]) -> None:
     known = [f for f in flops if f is not None]
     unknown = len(flops) - len(known)
     total = sum(known)
+    configs = len({c.config_id for c in chosen})
+    seeds = sorted({c.replicate for c in chosen if c.replicate is not None})
+    if seeds:  # replicated: configurations x seeds (a replicated cell: source is named per seed)
+        console.print(f"{configs} configurations × seeds {seeds} = {len(chosen)} cells", highlight=False)
     console.print(
         f"{len(chosen)} cells, about {total / 1e12:,.1f} TFLOP of training ≈ {gpu_hours(total):,.2f} GPU-hours "
         f"on an H100 at the ~44 TFLOP/s tlbench sustains (ResNet-50 @ 224, measured)"

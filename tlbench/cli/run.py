@@ -94,6 +94,7 @@ def run(
     from tlbench.interrupts import sigterm_as_interrupt
     from tlbench.report import render_summary, summary_frame
     from tlbench.tracking import Tracker
+    from tlbench.tracking.summaries import update_summaries
     from tlbench.tune import resolve_storage_url, run_tuned
 
     spec, cells, chosen = common.load(grid, select)
@@ -133,6 +134,8 @@ def run(
             "[yellow]interrupted:[/] the current run is marked KILLED; run again to continue"
         )
         sys.exit(130)
+    touched = {o.cell.config_id for o in outcomes}
+    update_summaries(tracker, options.experiment_id, [c for c in cells if c.config_id in touched])
     df = summary_frame((o.cell, o.status, o.metrics, o.reason) for o in outcomes)
     render_summary(df, common.console, title=f"grid {spec.name}")
     failed = [o for o in outcomes if o.status == "FAILED"]

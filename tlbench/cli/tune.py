@@ -73,6 +73,7 @@ def tune(
     from tlbench.interrupts import sigterm_as_interrupt
     from tlbench.tracking import Tracker
     from tlbench.tune import open_storage, resolve_storage_url, start_helpers, stop_helpers, tune_grid
+    from tlbench.tune.grid import one_per_configuration
 
     spec, cells, chosen = common.load(grid, select)
     common.check_workers(workers)
@@ -86,7 +87,8 @@ def tune(
     tracker = Tracker(tracking_uri)
     options = RunOptions(tracker.uri, tracker.experiment_id(spec.name), data_dir=data_dir, device=device)
     common.err_console.print(
-        f"tuning {len(chosen)} cell(s) of grid [bold]{spec.name}[/], {trials} trials each → studies in "
+        f"tuning {len(one_per_configuration(chosen))} configuration(s) of grid [bold]{spec.name}[/], "
+        f"{trials} trials each → studies in "
         f"{redact(url)}, runs in MLflow {tracker.uri}",
         highlight=False,
     )

@@ -70,8 +70,9 @@ def load_cell_data(cell: Cell, data_dir: str | Path | None) -> Any:
         sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in cell.dataset.params.items())
     )
     t = cell.train
+    seed = t.seed if t.data_seed is None else t.data_seed  # replicates resample the split unless held
     return _load_cached(
-        cell.dataset.name, params, str(data_dir) if data_dir else None, t.seed, t.subset, t.val_fraction
+        cell.dataset.name, params, str(data_dir) if data_dir else None, seed, t.subset, t.val_fraction
     )
 
 

@@ -175,8 +175,39 @@ def check_spec(spec: GridSpec, file: Path | str | None, *, check_backbones: bool
                     key = "weights" if axis == "backbones" and "weights" in str(err) else "params"
                     raise SpecError(file, f"{where}.{key}", str(err)) from None
     _check_axes_present(spec, file)
+    _check_seed_conflicts(spec, file)
     if check_backbones:
         check_backbone_names(spec, file)
+
+
+def _seed_owners(spec: GridSpec) -> list[tuple[str, Any]]:
+    """(key path, item) of every block and axis entry: where ``seeds:`` or ``train:`` may stand."""
+    out: list[tuple[str, Any]] = []
+    for prefix, scope in _iter_scopes(spec):
+        if isinstance(scope, Block):
+            out.append((prefix.rstrip("."), scope))
+        out += [
+            (f"{prefix}{axis}[{i}]", e) for axis in AXES for i, e in enumerate(getattr(scope, axis) or ())
+        ]
+    return out
+
+
+def _check_seed_conflicts(spec: GridSpec, file: Path | str | None) -> None:
+    """``seeds:`` sets each replicate's ``train.seed``: an entry that also sets it contradicts it.
+    (The grid's own ``train.seed`` is the base seed: the replicate with that seed is the cell.)"""
+    owners = _seed_owners(spec)
+    declared = [("seeds", spec.seeds)] + [(f"{loc}.seeds", item.seeds) for loc, item in owners]
+    where = next((loc for loc, seeds in declared if seeds is not None), None)
+    if where is None:
+        return
+    for loc, item in owners:
+        if "seed" in item.train:
+            raise SpecError(
+                file,
+                f"{loc}.train.seed",
+                f"conflicts with `seeds:` ({where}): replicates set each cell's seed; remove one "
+                "(the grid's own train.seed is the base seed; train.data_seed holds the data split fixed)",
+            )
 
 
 def _check_axes_present(spec: GridSpec, file: Path | str | None) -> None:

@@ -34,6 +34,7 @@ __all__ = [
     "WeightsSpec",
     "merge_train",
     "merge_tune",
+    "seed_list",
 ]
 
 AXES = ("datasets", "backbones", "strategies", "optimizers", "augmentations")
@@ -98,6 +99,9 @@ class TrainConfig(_Strict):
     gamma: float = Field(0.1, gt=0, le=1, description="decay factor of the step schedule")
     min_lr: float = Field(0.0, ge=0)
     seed: int = 0
+    data_seed: int | None = Field(
+        None, description="draws the val carve and the subset; None = seed (replicates resample the data)"
+    )
     subset: float | None = Field(None, gt=0, le=1, description="stratified fraction of train to use")
     val_fraction: float = Field(0.1, gt=0, lt=1)
     label_smoothing: float = Field(0.0, ge=0, lt=1)
@@ -136,6 +140,33 @@ class TuneSpace(_Strict):
         return v
 
 
+Seeds = int | tuple[int, ...] | None
+
+
+def _check_seeds(v: Seeds) -> Seeds:
+    """``seeds: N`` (seeds 0..N-1) or a list of distinct seeds >= 0."""
+    if v is None:
+        return v
+    if isinstance(v, int):
+        if v < 1:
+            raise ValueError(f"{v} gives no replicate; use N >= 1 (seeds 0..N-1) or a list such as [0, 1, 2]")
+        return v
+    if not v:
+        raise ValueError("an empty list gives no replicate; list at least one seed, e.g. [0, 1, 2]")
+    if any(s < 0 for s in v):
+        raise ValueError(f"every seed must be >= 0, got {list(v)}")
+    if len(set(v)) != len(v):
+        raise ValueError(f"the seeds must be distinct, got {list(v)}")
+    return v
+
+
+def seed_list(v: Seeds) -> tuple[int, ...] | None:
+    """The replicates' seeds, in order: ``3`` -> (0, 1, 2); None when not replicated."""
+    if v is None:
+        return None
+    return tuple(range(v)) if isinstance(v, int) else tuple(v)
+
+
 def _name_shorthand(value: Any) -> Any:
     """Axis entries may be written as a bare name: ``- digits`` == ``- {name: digits}``."""
     if isinstance(value, str):
@@ -148,11 +179,14 @@ class _Entry(_Strict):
     label: str | None = Field(None, min_length=1)
     train: dict[str, Any] = Field(default_factory=dict)
     tune: dict[str, Any] = Field(default_factory=dict, description="search space for `tlbench tune`")
+    seeds: Seeds = Field(None, description="replicates: N (seeds 0..N-1) or a list of seeds")
 
     @model_validator(mode="before")
     @classmethod
     def _shorthand(cls, value: Any) -> Any:
         return _name_shorthand(value)
+
+    _seeds = field_validator("seeds")(classmethod(lambda cls, v: _check_seeds(v)))
 
     @field_validator("label")
     @classmethod
@@ -218,9 +252,12 @@ class Block(Axes):
     name: str = Field(min_length=1)
     train: dict[str, Any] = Field(default_factory=dict)
     tune: dict[str, Any] = Field(default_factory=dict)
+    seeds: Seeds = Field(None, description="replicates: N (seeds 0..N-1) or a list of seeds")
     reported: dict[str, Reported] = Field(
         default_factory=dict, description="cell-name glob -> reported numbers"
     )
+
+    _seeds = field_validator("seeds")(classmethod(lambda cls, v: _check_seeds(v)))
 
 
 class GridSpec(Axes):
@@ -228,10 +265,13 @@ class GridSpec(Axes):
     description: str = ""
     train: dict[str, Any] = Field(default_factory=dict)
     tune: dict[str, Any] = Field(default_factory=dict, description="search space for `tlbench tune`")
+    seeds: Seeds = Field(None, description="replicates: N (seeds 0..N-1) or a list of seeds")
     blocks: tuple[Block, ...] = ()
     reported: dict[str, Reported] = Field(
         default_factory=dict, description="cell-name glob -> reported numbers"
     )
+
+    _seeds = field_validator("seeds")(classmethod(lambda cls, v: _check_seeds(v)))
 
 
 class WeightsSpec(_Strict):

@@ -257,6 +257,7 @@ def _cell_tags(
         tags.CELL_ID: cell.id,
         tags.GRID: cell.grid,
         tags.CELL: cell.name,
+        tags.CONFIG_ID: cell.config_id or cell.id,
         tags.VERSION: tlbench.__version__,
         tags.PID: str(os.getpid()),
         tags.HOST: socket.gethostname(),

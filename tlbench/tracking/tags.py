@@ -9,6 +9,8 @@ from __future__ import annotations
 # cell runs
 CELL_ID = "tlbench.cell_id"  # the cell's id: how finished runs are found again
 CELL = "tlbench.cell"  # the cell's readable name
+CONFIG_ID = "tlbench.config_id"  # the configuration (cells that differ only in their seed)
+SUMMARY = "tlbench.summary"  # a configuration's summary run over its replicates
 GRID = "tlbench.grid"
 GRID_FILE = "tlbench.grid_file"
 VERSION = "tlbench.version"

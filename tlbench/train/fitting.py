@@ -88,11 +88,26 @@ def _start_info(
         "data_loading": f"streamed ({loader_workers()} workers)" if data.train.streamed else "tensor",
         "compile": compile,
         **trained_settings(s.model),
+        **_environment(),
         **(
             {"resumed_from_epoch": int(saved["epoch"]), "resumed_last_epoch": saved["history"][-1]}
             if saved
             else {}
         ),
+    }
+
+
+def _environment() -> dict[str, Any]:
+    """Provenance: what a replicate ran with, so replicates from different setups can be flagged."""
+    import timm
+
+    import tlbench
+
+    return {
+        "env.torch": torch.__version__,
+        "env.timm": timm.__version__,
+        "env.tlbench": tlbench.__version__,
+        "env.threads": torch.get_num_threads(),
     }
 
 

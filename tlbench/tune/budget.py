@@ -18,8 +18,9 @@ STUDY_PREFIX = "tlbench-"
 
 
 def study_name(cell: Cell) -> str:
-    """The study of a cell: from its id, so editing labels or the search space keeps the study."""
-    return f"{STUDY_PREFIX}{cell.id}"
+    """The study of a cell's configuration (one for all its replicates): from the configuration id
+    (the cell id when not replicated), so editing labels or the search space keeps the study."""
+    return f"{STUDY_PREFIX}{cell.config_id or cell.id}"
 
 
 def replaced_trials(trials: list[optuna.trial.FrozenTrial]) -> set[int]:

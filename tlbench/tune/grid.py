@@ -79,6 +79,19 @@ def _trial_printer(progress: Progress, bar: Any) -> Callable[[Any, int], None]:
     return on_trial
 
 
+def one_per_configuration(cells: list[Cell]) -> list[Cell]:
+    """One cell per configuration (its first replicate): a study tunes the configuration, and its
+    best values then apply to every replicate."""
+    seen: set[str] = set()
+    out = []
+    for c in cells:
+        key = c.config_id or c.id
+        if key not in seen:
+            seen.add(key)
+            out.append(c)
+    return out
+
+
 def tune_grid(
     chosen: list[Cell],
     sources: list[Cell],
@@ -98,7 +111,7 @@ def tune_grid(
     if sources:  # a `cell:` backbone needs its source's checkpoint before any trial
         execute(sources, tracker, options, console=console)
     summaries = []
-    for cell in chosen:
+    for cell in one_per_configuration(chosen):
         space = search_space(cell)
         console.print(
             f"[bold]{cell.name}[/]  lr {space['lr'][0]:.2g}..{space['lr'][1]:.2g} (log), "
