@@ -237,6 +237,18 @@ def expand(spec: GridSpec, file: Path | str | None = None) -> list[Cell]:
             }
             pending += expand_replicates(cell, seeds)
 
+    by_name = _unique(pending, spec, file)
+    for p in by_name.values():
+        p["reported"] = _reported_for(spec, p)
+    resolve_sources(list(by_name.values()), file)
+    return _with_ids(spec, _topological(interleave(list(by_name.values())), file))
+
+
+def _unique(
+    pending: list[dict[str, Any]], spec: GridSpec, file: Path | str | None
+) -> dict[str, dict[str, Any]]:
+    """One entry per name: a cell declared twice (e.g. in two blocks) is kept once; two different
+    cells under one name are an error."""
     by_name: dict[str, dict[str, Any]] = {}
     for p in pending:
         if p["name"] in by_name:
@@ -246,13 +258,13 @@ def expand(spec: GridSpec, file: Path | str | None = None) -> list[Cell]:
                     "blocks" if spec.blocks else "",
                     f"two different cells are both named {p['name']!r}; give one of their entries a `label`",
                 )
-            continue  # the same cell declared twice (e.g. in two blocks): keep one
+            continue
         by_name[p["name"]] = p
+    return by_name
 
-    for p in by_name.values():
-        p["reported"] = _reported_for(spec, p)
-    resolve_sources(list(by_name.values()), file)
-    ordered = _topological(interleave(list(by_name.values())), file)
+
+def _with_ids(spec: GridSpec, ordered: list[dict[str, Any]]) -> list[Cell]:
+    """Cells with their ids (sources first: a ``cell:`` target's id holds its source's)."""
     ids: dict[str, str] = {}
     config_ids: dict[str, str] = {}
     cells = []

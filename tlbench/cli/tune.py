@@ -24,6 +24,25 @@ def _helper_argv(
     return argv
 
 
+def _print_summaries(grid_name: str, summaries: list) -> None:
+    """One row per study: trials by state, the best value and parameters."""
+    table = Table(title=f"tuning: grid {grid_name}")
+    for col in ("cell", "complete", "pruned", "failed", "best val_acc", "best lr", "best batch", "study"):
+        table.add_column(col, overflow="fold")
+    for s in summaries:
+        table.add_row(
+            s.cell.name,
+            str(s.complete),
+            str(s.pruned),
+            str(s.failed),
+            f"{s.best_value:.4f}" if s.best_value is not None else "-",
+            f"{s.best_params['lr']:.3g}" if s.best_params else "-",
+            str(s.best_params.get("batch_size", "-")),
+            s.study,
+        )
+    common.console.print(table)
+
+
 @click.command()
 @common.grid_option
 @common.select_option
@@ -114,21 +133,7 @@ def tune(
             "run the same command to continue the study"
         )
         sys.exit(130)
-    table = Table(title=f"tuning: grid {spec.name}")
-    for col in ("cell", "complete", "pruned", "failed", "best val_acc", "best lr", "best batch", "study"):
-        table.add_column(col, overflow="fold")
-    for s in summaries:
-        table.add_row(
-            s.cell.name,
-            str(s.complete),
-            str(s.pruned),
-            str(s.failed),
-            f"{s.best_value:.4f}" if s.best_value is not None else "-",
-            f"{s.best_params['lr']:.3g}" if s.best_params else "-",
-            str(s.best_params.get("batch_size", "-")),
-            s.study,
-        )
-    common.console.print(table)
+    _print_summaries(spec.name, summaries)
     common.err_console.print(
         f"train with the best values: tlbench run --grid {grid} --tuned", highlight=False
     )
