@@ -30,6 +30,9 @@ class DatasetMeta:
     name: str
     params: dict[str, Any]
     description: str
+    # the source has no test split and its test is its val split: test accuracy is then measured
+    # on the images the best epoch was chosen on (optimistic); reports flag such datasets
+    test_is_val: bool = False
 
 
 @dataclass
@@ -74,6 +77,7 @@ for _meta in (
         "hymenoptera",
         {"image_size": 256},
         "ants vs bees from the PyTorch transfer-learning tutorial (244 train / 153 val; test = val), seed 000",
+        test_is_val=True,
     ),
 ):
     CATALOG.register(_meta.name, _meta)
