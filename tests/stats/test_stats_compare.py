@@ -202,3 +202,19 @@ def test_pairwise_tolerates_a_missing_replicate():
     out = pairwise(df, axis="strategy").set_index(["a", "b"])
     assert out.loc[("finetune", "linear_probe"), "n_pairs"] == 15
     assert np.isfinite(out["p_raw"]).all()
+
+
+def test_holm_equals_statsmodels_without_its_gc_collect(monkeypatch):
+    """Holm's step-down p-values as statsmodels computes them (ties, p near 1, NaN kept), without
+    the ``gc.collect()`` statsmodels' Holm branch runs on every call (seconds for a big report)."""
+    import gc
+
+    from tlbench.stats import holm
+
+    rng = np.random.default_rng(0)
+    for p in [rng.uniform(size=7), rng.uniform(0, 0.05, size=12), np.array([0.01, 0.01, 0.04, 0.9, 0.9])]:
+        assert holm(p) == pytest.approx(multipletests(p, method="holm")[1])
+    out = holm([0.02, float("nan"), 0.01])
+    assert math.isnan(out[1]) and out[[0, 2]] == pytest.approx(multipletests([0.02, 0.01], method="holm")[1])
+    monkeypatch.setattr(gc, "collect", lambda *a: pytest.fail("holm ran gc.collect()"))
+    holm([0.5, 0.01, 0.2])
