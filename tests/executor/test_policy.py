@@ -6,7 +6,7 @@ from helpers import make_cell
 
 from tlbench.executor import RunOptions
 from tlbench.executor.policy import OOM_PARAM, Schedule, outcome_line
-from tlbench.executor.runner import ELSEWHERE, OOM_REASON, CellOutcome
+from tlbench.executor.runner import ELSEWHERE, OOM_REASON, OWN_ATTEMPT, CellOutcome
 from tlbench.grid import expand
 from tlbench.spec import parse_grid
 from tlbench.tracking import Tracker, tags
@@ -87,15 +87,28 @@ def test_a_dead_worker_is_retried_then_given_up(store):
     assert "retry 2/2" in lines[1]
 
 
-def test_a_cell_held_elsewhere_is_waited_for_not_failed(store):
+def test_a_cell_held_elsewhere_is_left_to_its_holder(store):
+    """Another `tlbench run` (or machine) is training it: this run leaves it and still succeeds."""
     cell = make_cell()
     schedule, lines = _schedule([cell], store)
     task = schedule.next_task()
     schedule.record(task, CellOutcome(cell, "SKIPPED", reason=ELSEWHERE))
+    assert not schedule.active and schedule.results()[0].reason == ELSEWHERE
+    assert lines == [f"[yellow]↷[/] {cell.name}  running elsewhere"]
+
+
+def test_a_source_held_elsewhere_or_an_own_earlier_attempt_is_waited_for(store):
+    src, dst = expand(parse_grid(CHAIN))
+    schedule, lines = _schedule([src, dst], store)
+    task = schedule.next_task()
+    schedule.record(task, CellOutcome(src, "SKIPPED", reason=ELSEWHERE))  # dst needs it
     assert schedule.active and schedule.elsewhere and not schedule.outcomes
-    assert lines == [f"  waiting for {cell.name} (running in another process)"]
+    assert lines == [f"  waiting for {src.name} (running in another process)"]
     schedule.poll_elsewhere()  # nobody holds it and it has no run: its holder died, run it here
-    assert schedule.next_task().cell is cell
+    assert schedule.next_task().cell is src
+    single, lines = _schedule([src], store)
+    single.record(single.next_task(), CellOutcome(src, "SKIPPED", reason=OWN_ATTEMPT))  # a retried Ray task
+    assert single.elsewhere and lines == [f"  waiting for {src.name} (its earlier attempt)"]
 
 
 def test_finished_cells_are_skipped_unless_forced(store):

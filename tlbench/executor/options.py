@@ -6,6 +6,7 @@ so every backend honours every option; none is dropped on the way.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -31,6 +32,9 @@ class RunOptions:
     compile: bool = False
     cache_features: bool = True
     extra_params: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    # this invocation (its driver, workers and tasks): a claim held by an earlier attempt of the
+    # same session (a Ray task retried after its node died) is waited for, not left to "another"
+    session: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
 
     def resolved(self) -> RunOptions:
         """Absolute paths: workers and Ray tasks may run in another folder or on another node."""

@@ -4,11 +4,12 @@
   ``force``; stale RUNNING runs (their process is gone) are marked KILLED first.
 - **A ``cell:`` source runs first**; a cell whose source failed fails with that reason instead of
   training from nothing.
-- **A cell another live process holds** (``running elsewhere``: another ``tlbench run``, or a
-  Ray attempt on a node that died) is waited for *in the driver*, never inside a worker slot or a
-  Ray task: once its claim ends, its FINISHED run counts as done, a FAILED one as failed, and one
-  left KILLED or stale is taken over and resumed from its checkpoint. Cells that depend on it
-  wait with it.
+- **A cell another live process holds** (another ``tlbench run``, another machine) is left to it
+  (↷ ``running elsewhere``; the run still exits 0), unless a cell of this run needs it as its
+  ``cell:`` source, or the holder is an earlier attempt of this same run (a Ray task retried
+  after its node died): then it is waited for *in the driver*, never inside a worker slot or a
+  Ray task. Once its claim ends, its FINISHED run counts as done, a FAILED one as failed, and one
+  left KILLED or stale is taken over and resumed from its checkpoint.
 - **CUDA out of memory**: the same cell again, at half the batch size (down to 1), in a fresh
   process (no fragmented CUDA memory), as a new run with param ``oom_batch_size_from`` (what the
   grid asked) and tag ``tlbench.oom_retry``.
@@ -28,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tlbench.executor.options import RunOptions
-from tlbench.executor.runner import ELSEWHERE, OOM_REASON, CellOutcome
+from tlbench.executor.runner import OOM_REASON, OWN_ATTEMPT, CellOutcome
 from tlbench.grid import Cell
 from tlbench.tracking import Tracker, tags
 
@@ -141,11 +142,17 @@ class Schedule:
         self.running.discard(task.cell.name)
         if outcome.reason == OOM_REASON and task.cell.train.batch_size > 1:
             self.pending.appendleft(self._halved(task))
-        elif outcome.status == "SKIPPED" and outcome.reason == ELSEWHERE:
-            self.say(f"  waiting for {task.cell.name} (running in another process)")
+        elif outcome.status == "SKIPPED" and (outcome.reason == OWN_ATTEMPT or self._needed(task)):
+            why = "its earlier attempt" if outcome.reason == OWN_ATTEMPT else "running in another process"
+            self.say(f"  waiting for {task.cell.name} ({why})")
             self.elsewhere[task.cell.name] = task
         else:
             self._record(outcome, seconds)
+
+    def _needed(self, task: Task) -> bool:
+        """Is the cell (held elsewhere) the ``cell:`` source of a cell this run still has to train?"""
+        name = task.cell.name
+        return any(t.cell.depends_on == name for t in self.pending)
 
     def _record(self, outcome: CellOutcome, seconds: float | None = None) -> None:
         self.outcomes[outcome.cell.name] = outcome

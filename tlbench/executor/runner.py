@@ -22,9 +22,11 @@ from typing import Any
 from tlbench.executor.options import RunOptions
 from tlbench.grid import Cell
 from tlbench.tracking import CellRun, Claim, Tracker, tags
+from tlbench.tracking.claims import holder_session
 
 OOM_REASON = "oom"
 ELSEWHERE = "running elsewhere"  # another live process holds the cell's claim
+OWN_ATTEMPT = "held by an earlier attempt of this run"  # e.g. a Ray task whose node died
 SIMULATE_OOM_ENV = "TLBENCH_SIMULATE_OOM_ABOVE"  # fault injection for tests: "OOM" above this batch size
 
 
@@ -101,7 +103,9 @@ def resolve_weights(cell: Cell, tracker: Tracker, experiment_id: str, run: CellR
 def claim_cell(tracker: Tracker, options: RunOptions, cell: Cell) -> tuple[Claim | None, CellOutcome | None]:
     """This process's claim on the cell, or the outcome to report instead: finished, or held by
     a live process elsewhere (the driver decides whether to wait for it)."""
-    held = tracker.claim(options.experiment_id, cell, options.variant, force=options.force)
+    held = tracker.claim(
+        options.experiment_id, cell, options.variant, force=options.force, session=options.session
+    )
     if held is not None:
         return held, None
     done = (
@@ -109,7 +113,9 @@ def claim_cell(tracker: Tracker, options: RunOptions, cell: Cell) -> tuple[Claim
     )
     if done is not None:
         return None, CellOutcome(cell, "SKIPPED", done.info.run_id, dict(done.data.metrics), "finished")
-    return None, CellOutcome(cell, "SKIPPED", reason=ELSEWHERE)
+    holder = holder_session(tracker, options.experiment_id, cell.id, options.variant)
+    own = bool(options.session) and holder == options.session
+    return None, CellOutcome(cell, "SKIPPED", reason=OWN_ATTEMPT if own else ELSEWHERE)
 
 
 def _open_run(

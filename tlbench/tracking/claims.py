@@ -94,15 +94,24 @@ def _live_claims(tracker: Tracker, claims_exp: str, key: str, own: str | None = 
 
 
 def claim(
-    tracker: Tracker, experiment_id: str, cell: Cell, variant: str | None = None, *, force: bool = False
+    tracker: Tracker,
+    experiment_id: str,
+    cell: Cell,
+    variant: str | None = None,
+    *,
+    force: bool = False,
+    session: str = "",
 ) -> Claim | None:
-    """Claim ``cell`` for this process, or None (FINISHED and not ``force``, or held elsewhere)."""
+    """Claim ``cell`` for this process, or None (FINISHED and not ``force``, or held elsewhere).
+    ``session`` names the invocation the process works for (see ``holder_session``)."""
     if not force and cell.id in tracker.finished_runs(experiment_id, variant=variant):
         return None
     key = claim_key(experiment_id, cell.id, variant)
     claims_exp = _claims_experiment(tracker)
     run = tracker.client.create_run(
-        claims_exp, run_name=cell.name, tags={tags.CLAIM: key, tags.PID: str(os.getpid())}
+        claims_exp,
+        run_name=cell.name,
+        tags={tags.CLAIM: key, tags.PID: str(os.getpid()), tags.CLAIM_SESSION: session},
     )
     held = Claim(tracker.client, run.info.run_id)
     grace = claim_grace(tracker.uri)
@@ -119,6 +128,23 @@ def claim(
         held.release()
         return None
     return held
+
+
+def holder_session(
+    tracker: Tracker, experiment_id: str, cell_id: str, variant: str | None = None
+) -> str | None:
+    """The session of the live claim that holds the cell (the earliest), or None if none does."""
+    exp = tracker.client.get_experiment_by_name(tags.CLAIMS_EXPERIMENT)
+    if exp is None:
+        return None
+    key = claim_key(experiment_id, cell_id, variant)
+    rivals = tracker.client.search_runs(
+        [exp.experiment_id], filter_string=f"tags.`{tags.CLAIM}` = '{key}' and attributes.status = 'RUNNING'"
+    )
+    live = sorted(
+        (r for r in rivals if not is_stale(last_beat(r))), key=lambda r: (r.info.start_time, r.info.run_id)
+    )
+    return live[0].data.tags.get(tags.CLAIM_SESSION, "") if live else None
 
 
 def is_claimed(tracker: Tracker, experiment_id: str, cell_id: str, variant: str | None = None) -> bool:

@@ -118,9 +118,15 @@ class Tracker:
 
     # exactly once (tlbench.tracking.claims holds the protocol) ----------------------------------
     def claim(
-        self, experiment_id: str, cell: Cell, variant: str | None = None, *, force: bool = False
+        self,
+        experiment_id: str,
+        cell: Cell,
+        variant: str | None = None,
+        *,
+        force: bool = False,
+        session: str = "",
     ) -> Claim | None:
-        return claim(self, experiment_id, cell, variant, force=force)
+        return claim(self, experiment_id, cell, variant, force=force, session=session)
 
     def is_claimed(self, experiment_id: str, cell_id: str, variant: str | None = None) -> bool:
         return is_claimed(self, experiment_id, cell_id, variant)

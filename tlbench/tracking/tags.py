@@ -33,6 +33,7 @@ PARENT_RUN_ID = "mlflow.parentRunId"
 CLAIMS_EXPERIMENT = "tlbench-claims"  # one short-lived run per cell being worked on, anywhere
 CLAIM = "tlbench.claim"  # experiment id / cell id / variant
 CLAIM_WON = "tlbench.won"
+CLAIM_SESSION = "tlbench.session"  # the `tlbench run` invocation that holds the claim
 
 # tuning: MLflow tags of study and trial runs
 STUDY_NAME = "optuna.study_name"
