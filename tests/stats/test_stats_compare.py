@@ -153,7 +153,9 @@ def test_pairwise_one_value_raises_a_clear_error():
         pairwise(df, axis="strategy")
 
 
-def test_pairwise_equals_paired_ttests_over_group_and_seed_with_holm():
+def test_pairwise_tests_the_per_group_differences_with_holm():
+    """Over several groups the unit is the group: its seed-matched differences averaged, then a
+    one-sample t-test over the groups (pooling seeds would count one group's luck several times)."""
     df = grid()
     out = pairwise(df, axis="strategy").set_index(["a", "b"])
     assert list(out.index) == [("finetune", "linear_probe"), ("finetune", "lp_ft"), ("linear_probe", "lp_ft")]
@@ -162,18 +164,49 @@ def test_pairwise_equals_paired_ttests_over_group_and_seed_with_holm():
     raw = {}
     for a, b in out.index:
         both = wide[[a, b]].dropna()  # 'cars' has no lp_ft: its rows drop out of lp_ft pairs
-        ref = stats.ttest_rel(both[a], both[b])
+        per_group = (both[a] - both[b]).groupby(level="dataset").mean()
+        ref = stats.ttest_1samp(per_group, 0.0)
         raw[(a, b)] = ref.pvalue
         row = out.loc[(a, b)]
-        assert row["test"] == "paired t" and row["n_pairs"] == len(both)
+        assert row["test"] == "paired t over groups" and row["n_pairs"] == len(both)
+        assert row["n_groups"] == len(per_group)
         assert row["p_raw"] == pytest.approx(ref.pvalue)
-        assert row["mean_diff"] == pytest.approx((both[a] - both[b]).mean())
+        assert row["mean_diff"] == pytest.approx(per_group.mean())
         ci = ref.confidence_interval()
         assert (row["ci_low"], row["ci_high"]) == (pytest.approx(ci.low), pytest.approx(ci.high))
     holm = multipletests(list(raw.values()), method="holm")[1]
     assert out["p_holm"].to_numpy() == pytest.approx(holm)
     assert out.loc[("finetune", "linear_probe"), "n_groups"] == 4
     assert out.loc[("finetune", "lp_ft"), "n_groups"] == 3
+
+
+def test_pairwise_does_not_count_one_groups_seeds_as_independent_findings():
+    """a beats b by 0.03 on one dataset and ties on the other: the 8 pooled seed pairs look
+    significant, the two groups do not."""
+    rows = []
+    for dataset, gap in [("digits", 0.03), ("pets", 0.0)]:
+        for seed in range(4):
+            noise = 0.001 * (seed - 1.5)
+            rows += [
+                (dataset, "a", seed, 0.8 + gap + noise),
+                (dataset, "b", seed, 0.8 + noise + 0.0005 * (seed % 2)),
+            ]
+    df = pd.DataFrame(rows, columns=["dataset", "strategy", "seed", "value"])
+    wide = df.pivot_table(index=["dataset", "seed"], columns="strategy", values="value")
+    assert stats.ttest_rel(wide["a"], wide["b"]).pvalue < 0.05
+    row = pairwise(df, axis="strategy").iloc[0]
+    assert row["n_groups"] == 2 and row["p_raw"] > 0.2
+    assert (row["wins"], row["ties"], row["losses"]) == (1, 1, 0)
+
+
+def test_pairwise_over_one_group_pairs_its_seeds():
+    df = grid().query("dataset == 'digits'")
+    out = pairwise(df, axis="strategy").set_index(["a", "b"])
+    row = out.loc[("finetune", "linear_probe")]
+    a = df.query("strategy == 'finetune'").set_index("seed")["value"]
+    b = df.query("strategy == 'linear_probe'").set_index("seed")["value"]
+    assert row["test"] == "paired t" and row["n_groups"] == 1
+    assert row["p_raw"] == pytest.approx(stats.ttest_rel(a, b).pvalue)
 
 
 def test_pairwise_counts_wins_ties_losses_per_group():

@@ -5,7 +5,8 @@ seed fixes the data order and head initialisation, so pairing removes that share
 share at least two, else with **Welch's t-test** (unequal variances) when each has at least two;
 otherwise there is no test and p is NaN. Several tests at once (a row of a pivot, every pair of an
 axis) are **Holm-corrected** (``multipletests(method="holm")``'s formula), which controls the
-family-wise error without Bonferroni's loss of power.
+family-wise error without Bonferroni's loss of power. Across groups (an axis compared over
+datasets × backbones × ...), the test is over the groups' mean differences, not the pooled seeds.
 """
 
 from __future__ import annotations
@@ -162,6 +163,16 @@ def _per_group_outcome(a: pd.Series, b: pd.Series, alpha: float, higher_is_bette
     return "win" if a_better else "loss"
 
 
+def _group_differences(sub: pd.DataFrame, a: str, b: str, group_by: list[str]) -> pd.Series:
+    """Per group, a − b: the mean of the seed-matched differences, or the difference of the means
+    where no seed matches. One number per group: the unit a grid's conclusion generalises over."""
+    out = {}
+    for key, g in sub.groupby(level=group_by):
+        pairs = g[[a, b]].dropna()
+        out[key] = float((pairs[a] - pairs[b]).mean()) if len(pairs) else float(g[a].mean() - g[b].mean())
+    return pd.Series(out, dtype=float)
+
+
 def _compare_pair(
     wide: pd.DataFrame,
     a: str,
@@ -171,11 +182,30 @@ def _compare_pair(
     higher_is_better: bool,
     level: float,
 ) -> dict[str, object]:
-    """One row of ``pairwise``: the pooled test over the groups both values have, and the tally."""
+    """One row of ``pairwise``: the test over the groups both values have, and the per-group tally.
+
+    With two groups or more, the test is a one-sample t-test of the per-group differences (``paired
+    t over groups``): seeds of one group share its dataset and backbone, so pooling their pairs
+    would count one group's luck as several independent findings. With one group, the seeds are the
+    replicates (``paired_or_welch``)."""
     present = wide[[a, b]].notna().groupby(level=group_by).any()
     common = present.index[present[a] & present[b]]
     sub = wide[wide.index.droplevel("seed").isin(common)] if len(common) else wide.iloc[:0]
-    r = paired_or_welch(sub[a], sub[b], level=level)
+    n_pairs = int(sub[[a, b]].dropna().shape[0])
+    if len(common) >= 2:
+        diffs = _group_differences(sub, a, b, group_by)
+        res = stats.ttest_1samp(diffs.to_numpy(), 0.0)
+        ci = res.confidence_interval(confidence_level=level)
+        test, p, diff, low, high = (
+            "paired t over groups",
+            float(res.pvalue),
+            float(diffs.mean()),
+            ci.low,
+            ci.high,
+        )
+    else:
+        r = paired_or_welch(sub[a], sub[b], level=level)
+        test, p, diff, low, high = r.test, r.p, r.mean_diff, r.diff_ci_low, r.diff_ci_high
     tally = {"win": 0, "tie": 0, "loss": 0}
     for _, g in sub.groupby(level=group_by):
         sa, sb = g[a].droplevel(group_by), g[b].droplevel(group_by)
@@ -184,12 +214,12 @@ def _compare_pair(
         "a": a,
         "b": b,
         "n_groups": len(common),
-        "n_pairs": r.n_pairs,
-        "mean_diff": r.mean_diff,
-        "ci_low": r.diff_ci_low,
-        "ci_high": r.diff_ci_high,
-        "test": r.test,
-        "p_raw": r.p,
+        "n_pairs": n_pairs,
+        "mean_diff": diff,
+        "ci_low": float(low),
+        "ci_high": float(high),
+        "test": test,
+        "p_raw": p,
         "wins": tally["win"],
         "ties": tally["tie"],
         "losses": tally["loss"],
@@ -209,10 +239,11 @@ def pairwise(
     """Every pair of values of ``axis`` compared over the groups where both were run.
 
     ``group_by`` (default: the other axis columns present) defines the groups, e.g. (dataset,
-    backbone, optimizer, augmentation). Per pair: the mean difference a − b and its ``level`` CI, a
-    test paired over observations matched on group + seed (Welch when none match), Holm-adjusted
-    across all pairs, and wins/ties/losses of a over b counted per group (a tie when the group's
-    own test is not significant at ``alpha`` or cannot be run).
+    backbone, optimizer, augmentation). Per pair: the mean difference a − b and its ``level`` CI
+    from a t-test over the per-group differences (over the seeds when there is one group: paired,
+    Welch when none match), Holm-adjusted across all pairs, and wins/ties/losses of a over b counted
+    per group by the group's own test over its seeds (a tie when not significant at ``alpha`` or
+    untestable).
     """
     group_by = other_axes(df, axis) if group_by is None else list(group_by)
     require_columns(df, [axis, "seed", value, *group_by], what="pairwise")
