@@ -112,3 +112,71 @@ def client_filled(tmp_path_factory):
     add("digits_ok", digits, "FINISHED", {"test_acc": 0.7, "val_acc": 0.65}, {})
     add("digits_tuned", digits, "FINISHED", {"test_acc": 0.9}, {tags.VARIANT: "tuned"})
     return grid, store, runs
+
+
+REPLICATED = """
+name: reps
+train: {epochs: 3, batch_size: 32, image_size: 16, lr: 0.05, seed: 0}
+seeds: 5
+datasets:
+  - {name: synthetic, params: {classes: 3, train_per_class: 20, val_per_class: 6, test_per_class: 6, image_size: 16}}
+  - {name: hymenoptera}
+backbones: [{name: test_resnet, weights: none}]
+strategies: [linear_probe, finetune, scratch]
+optimizers: [sgd, adamw]
+augmentations: [none]
+"""
+
+# per (dataset, strategy, optimizer): the mean test accuracy the replicates are drawn around, and
+# the validation offset (finetune/adamw: best on test, worse on validation than finetune/sgd)
+MEANS = {"linear_probe": 0.899, "finetune": 0.900, "scratch": 0.60}
+OPT_TEST = {"sgd": -0.002, "adamw": 0.002}
+SEED_NOISE = [0.004, -0.006, 0.001, 0.007, -0.003]  # shared by a dataset's configurations: pairing helps
+DRIFT = "synthetic/test_resnet/scratch/sgd/none"  # one of its replicates ran with another torch
+
+
+def replicate_value(cell: Any) -> tuple[float, float]:
+    """(test accuracy, best validation accuracy) of one replicate, deterministic."""
+    seed = cell.train.seed
+    base = MEANS[cell.strategy.name] - (0.1 if cell.dataset.name == "hymenoptera" else 0.0)
+    own = 0.0015 * ((seed * 7 + len(cell.strategy.name) + len(cell.optimizer.name)) % 5 - 2)
+    test = base + OPT_TEST[cell.optimizer.name] + SEED_NOISE[seed] + own
+    val = test + (0.01 if cell.optimizer.name == "sgd" else -0.01)
+    return test, val
+
+
+@pytest.fixture(scope="session")
+def replicated(tmp_path_factory):
+    """A grid with ``seeds: 5`` and its store filled through MlflowClient: 2 datasets (hymenoptera's
+    test split is its val split) × 3 strategies × 2 optimizers × 5 seeds, per-epoch val curves, a
+    summary run per configuration (to be left out), one FAILED replicate (hymenoptera linear probe
+    adamw, seed 4) and one replicate of ``DRIFT`` with another torch.
+
+    Returns (grid path, store URI, {cell name: (test, val, curve)} of the FINISHED runs)."""
+    from synthetic_store import ENV, Spec, add_summary_runs, fill_store
+
+    tmp = tmp_path_factory.mktemp("replicated")
+    grid = tmp / "reps.yaml"
+    grid.write_text(REPLICATED)
+    store = f"sqlite:///{tmp / 'mlruns' / 'mlflow.db'}"
+    cells = expand(load_grid(grid))
+    runs, values = [], {}
+    for cell in cells:
+        test, val = replicate_value(cell)
+        curve = [val - 0.2, val - 0.05, val]
+        spec = Spec(
+            metrics={"test_acc": test, "best_val_acc": val, "train_time_s": 10.0},
+            curve=curve,
+            params=dict(ENV),
+            tags={tags.DEVICE: "cpu"},
+        )
+        if cell.config_name == "hymenoptera/test_resnet/linear_probe/adamw/none" and cell.train.seed == 4:
+            spec = Spec(status="FAILED", tags={tags.REASON: "CUDA out of memory"})
+        else:
+            values[cell.name] = (test, val, curve)
+        if cell.config_name == DRIFT and cell.train.seed == 2:
+            spec.params["env.torch"] = "2.5.0"
+        runs.append((cell, spec))
+    fill_store(store, "reps", runs)
+    add_summary_runs(store, "reps", cells)
+    return grid, store, values

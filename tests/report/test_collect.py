@@ -31,8 +31,8 @@ def test_values_match_the_runs_and_missing_cells_show(filled, make_report, tmp_p
         == cells.loc["synthetic/test_resnet/scratch/sgd/none", "test_acc"]
     )
     assert pd.isna(rep.pivot.loc[("digits-10pct", "test_resnet"), "linear_probe"])
-    # per-epoch table: one column per finished cell, epochs 0 and 1
-    assert list(rep.epochs.index) == [0, 1] and len(rep.epochs.columns) == 3
+    # per-epoch table: one row per finished configuration (here: cell), epochs 0 and 1 across
+    assert list(rep.epochs.columns) == [0, 1] and len(rep.epochs.index) == 3
     # axis effects: strategy has two values, each with its mean over datasets
     eff = rep.effects[rep.effects["axis"] == "strategy"].set_index("value")
     assert eff.loc["scratch", "count"] == 2

@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 
+import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
@@ -188,3 +189,46 @@ def test_html_renders_in_headless_chromium(filled, tmp_path):
     colours = {tuple(c) for c in flat[::7]}
     assert len(colours) > 200
     assert (flat.sum(axis=1) < 200).mean() > 0.005
+
+
+def test_a_replicated_grids_report_in_every_format(replicated, tmp_path):
+    """md, csv, html and tex of a store with seeds: intervals with n, best and ties marked in each
+    format's own way, LaTeX escaped, per-epoch means over seeds, the rank diagram on the page."""
+    grid, store, values = replicated
+    out = tmp_path / "out"
+    args = ["report", "--grid", str(grid), "--tracking-uri", store, "--out", str(out), "--no-mlflow"]
+    result = CliRunner().invoke(main, [*args, "--format", "md,csv,html,tex"])
+    assert result.exit_code == 0, result.output
+    md = (out / "report.md").read_text()
+    assert "**0.901 ± 0.007 (n=5)**" in md and "(n=5, 9/10 runs)" in md
+    configs = pd.read_csv(out / "configurations.csv")
+    assert {"n", "mean", "std", "ci_low", "ci_high", "provenance", "test_is_val"} <= set(configs.columns)
+    assert len(configs) == 12 and configs["n"].sum() == len(values)
+    stats_csv = pd.read_csv(out / "pivot_test_acc_stats.csv")
+    assert {"best", "tie", "p_holm", "ci_low", "ci_high"} <= set(stats_csv.columns)
+    tex = (out / "report.tex").read_text()
+    assert tex.count("\\toprule") >= 3 and "\\usepackage{booktabs}" in tex
+    assert "linear\\_probe" in tex and "test\\_resnet" in tex and "\\textbf{0.901 $\\pm$ 0.007 (n=5)}" in tex
+    assert "\\underline{0.900 $\\pm$ 0.006 (n=5)}" in tex
+    body = tex.split("\\begin{document}")[1]
+    assert "_" not in body.replace("\\_", "")  # every underscore escaped
+    epochs = pd.read_csv(out / "val_acc_per_epoch.csv", index_col=[0, 1])
+    config = "synthetic/test_resnet/finetune/sgd/none"
+    curves = [curve for name, (_, _, curve) in values.items() if name.startswith(config + "@")]
+    assert epochs.loc[("synthetic", config)].to_numpy() == pytest.approx(np.mean(curves, axis=0))
+    page = (out / "report.html").read_text()
+    assert "<u>" in page or 'class="tie"' in page
+    assert page.count("data:image/png;base64,") >= 5  # curves per dataset, CD-free ranks, pareto, ...
+
+
+def test_the_run_summary_of_replicates_is_one_row_per_configuration(replicated):
+    """What `tlbench run` prints at its end: states, n and mean ± CI per configuration."""
+    from synthetic_store import build_report
+
+    grid, store, _ = replicated
+    rep = build_report(grid, store)
+    console = Console(record=True, width=250)
+    render.render_summary(rep.cells, console, title="grid reps", ci="t")
+    text = console.export_text()
+    assert text.count("/none ") + text.count("/none│") >= 12 and "@s" not in text
+    assert "FINISHED 4, FAILED 1" in text and "(n=4)" in text and "±" in text

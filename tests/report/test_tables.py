@@ -138,7 +138,7 @@ def test_tuned_vs_untuned_lines_up_both_runs_with_the_gain():
     assert tables.tuned_vs_untuned(pd.DataFrame(dtype=object), _cells()).empty
 
 
-def test_epoch_table_puts_cells_side_by_side():
+def test_epoch_table_puts_configurations_down_and_epochs_across():
     history = pd.DataFrame(
         {
             "cell": ["a", "a", "b", "b", "a"],
@@ -149,7 +149,9 @@ def test_epoch_table_puts_cells_side_by_side():
         }
     )
     table = tables.epoch_table(history)
-    assert table.loc[1, "b"] == 0.4 and table.loc[0, "a"] == 0.1 and list(table.index) == [0, 1]
+    assert (
+        table.loc[("d", "b"), 1] == 0.4 and table.loc[("d", "a"), 0] == 0.1 and list(table.columns) == [0, 1]
+    )
     assert tables.epoch_table(history, "test_acc").empty
 
 

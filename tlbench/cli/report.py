@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
+from click.core import ParameterSource
 
 from tlbench.cli.common import (
     clean_errors,
@@ -23,11 +25,34 @@ from tlbench.cli.common import (
 @select_option
 @tracking_option
 @click.option(
-    "--format", "formats", default="md,html,csv", show_default=True, help="comma list of md, csv, html"
+    "--format", "formats", default="md,html,csv", show_default=True, help="comma list of md, csv, html, tex"
 )
 @click.option("--out", "out_dir", default=None, help="output folder (default reports/GRID)")
 @click.option("--rows", default="dataset,backbone", show_default=True, help="axes down the pivot table")
 @click.option("--cols", default="strategy", show_default=True, help="axes across the pivot table")
+@click.option(
+    "--ci",
+    type=click.Choice(["t", "bootstrap"]),
+    default="t",
+    show_default=True,
+    help="95 %% interval over seeds: Student t, or percentile bootstrap (under-covers at small n: "
+    "about 83-85 %% at n = 5)",
+)
+@click.option(
+    "--agg",
+    type=click.Choice(["mean", "best"]),
+    default="mean",
+    show_default=True,
+    help="how a pivot collapses the axes in neither --rows nor --cols: their mean, or the "
+    "configuration best on validation accuracy (named)",
+)
+@click.option(
+    "--compare",
+    default="strategy",
+    show_default=True,
+    help="axis compared pairwise (mean difference, CI, Holm p, wins/ties/losses) and ranked across "
+    "datasets and backbones",
+)
 @click.option(
     "--mlflow/--no-mlflow", "to_mlflow", default=True, help="attach the report to the grid's parent run"
 )
@@ -40,33 +65,79 @@ def report(
     out_dir: str | None,
     rows: str,
     cols: str,
+    ci: str,
+    agg: str,
+    compare: str,
     to_mlflow: bool,
 ) -> None:
-    """Comparison tables and plots of a grid's cells, from the MLflow store."""
+    """Comparison tables and plots of a grid's cells, from the MLflow store: means with 95 % CIs
+    over seeds, the best per row and its statistical ties, one axis compared and ranked."""
     from tlbench import report as rp
     from tlbench.tracking import Tracker
 
     fmts = [f.strip() for f in formats.split(",") if f.strip()]
-    bad = [f for f in fmts if f not in ("md", "csv", "html")]
+    bad = [f for f in fmts if f not in rp.FORMATS]
     if bad:
-        fail(f"--format {bad[0]!r}: choose from md, csv, html")
+        fail(f"--format {bad[0]!r}: choose from {', '.join(rp.FORMATS)}")
     row_axes, col_axes = [a.strip() for a in rows.split(",")], [a.strip() for a in cols.split(",")]
     for a in row_axes + col_axes:
         if a not in rp.AXES:
             fail(f"--rows/--cols: unknown axis {a!r} (valid: {', '.join(rp.AXES)})")
     spec, _, chosen = load(grid, select, check_backbones=False)
+    compare_axis = _compare_axis(compare, chosen)
     tracker = Tracker(tracking_uri)
     exp_id = tracker.experiment_id(spec.name)
     out = Path(out_dir) if out_dir else Path("reports") / spec.name
-    rep = rp.build(chosen, tracker, exp_id, grid=spec.name, rows=row_axes, cols=col_axes, out=out)
+    rep = rp.build(
+        chosen,
+        tracker,
+        exp_id,
+        grid=spec.name,
+        rows=row_axes,
+        cols=col_axes,
+        out=out,
+        ci=ci,
+        agg=agg,
+        compare=compare_axis,
+    )
     files = rp.write(rep, out, fmts)
-    rp.render_pivot(rep, console)
-    if not rep.reported.empty:
-        rp.render_frame(rep.reported, console, "reported elsewhere vs tlbench")
-    if not rep.tuned.empty:
-        rp.render_frame(rep.tuned, console, "tuned vs untuned")
-    rp.render_summary(rep.cells, console, title=f"grid {spec.name}: {len(rep.cells)} cells")
+    _show(rep, spec.name)
     if to_mlflow:
         run_id = rp.log_to_mlflow(tracker, exp_id, spec.name, files)
         err_console.print(f"report attached to MLflow run {run_id} (grid:{spec.name})", highlight=False)
     err_console.print(f"wrote {', '.join(str(f) for f in files if f.suffix != '.png')}", highlight=False)
+
+
+def _compare_axis(compare: str, cells: list[Any]) -> str | None:
+    """The axis to compare: as asked (an axis with one value is an error, exit 2), except that the
+    default (strategy) is quietly left out for a grid with one strategy."""
+    import pandas as pd
+
+    from tlbench.report import ReportError, check_compare_axis
+
+    explicit = click.get_current_context().get_parameter_source("compare") != ParameterSource.DEFAULT
+    try:
+        check_compare_axis(pd.DataFrame([c.axis_values() for c in cells]), compare)
+    except ReportError:
+        if explicit or compare != "strategy":
+            raise
+        return None
+    return compare
+
+
+def _show(rep: Any, grid: str) -> None:
+    """The report's conclusions in the terminal; the per-configuration table only when it fits."""
+    from tlbench import report as rp
+
+    rp.render_pivot(rep, console)
+    rp.render_compare(rep, console)
+    rp.render_ranks(rep, console)
+    if not rep.reported.empty:
+        rp.render_frame(rep.reported, console, "reported elsewhere vs tlbench")
+    if not rep.tuned.empty:
+        rp.render_frame(rep.tuned, console, "tuned vs untuned")
+    n_configs = rep.cells["config"].nunique() if "config" in rep.cells else len(rep.cells)
+    if n_configs <= 100:
+        rp.render_summary(rep.cells, console, title=f"grid {grid}: {len(rep.cells)} cells", ci=rep.ci)
+    else:
+        console.print(f"{n_configs} configurations, {len(rep.cells)} cells: every one in the report files")

@@ -15,19 +15,29 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import pandas as pd
+
 from tlbench.report.collect import cells_frame, epoch_history, log_to_mlflow, tuned_runs
+from tlbench.report.comparisons import check_compare_axis, compare_table, rank_result
+from tlbench.report.configs import config_table
+from tlbench.report.pivots import AGGS, PivotTable, pivot_table
 from tlbench.report.plots import figures
 from tlbench.report.render import (
+    FORMATS,
+    render_compare,
     render_frame,
     render_pivot,
+    render_ranks,
     render_summary,
     to_html,
+    to_latex,
     to_markdown,
     write,
 )
 from tlbench.report.tables import (
     AXES,
     Report,
+    ReportError,
     axis_effects,
     cell_summary,
     epoch_table,
@@ -43,21 +53,33 @@ if TYPE_CHECKING:
     from tlbench.tracking import Tracker
 
 __all__ = [
+    "AGGS",
     "AXES",
+    "FORMATS",
+    "PivotTable",
     "Report",
+    "ReportError",
     "axis_effects",
     "build",
     "cell_summary",
+    "check_compare_axis",
+    "compare_table",
+    "config_table",
     "epoch_table",
     "log_to_mlflow",
     "pareto_front",
     "pivot",
+    "pivot_table",
+    "rank_result",
+    "render_compare",
     "render_frame",
     "render_pivot",
+    "render_ranks",
     "render_summary",
     "reported_vs_tlbench",
     "summary_frame",
     "to_html",
+    "to_latex",
     "to_markdown",
     "write",
 ]
@@ -73,17 +95,32 @@ def build(
     cols: list[str],
     out: Path | None = None,
     plots: bool = True,
+    ci: str = "t",
+    agg: str = "mean",
+    compare: str | None = "strategy",
 ) -> Report:
-    """Every table of the grid's report from the store; with ``out``, the plots are drawn there too."""
+    """Every table of the grid's report from the store; with ``out``, the plots are drawn there too.
+
+    ``ci`` (t | bootstrap) is the interval over seeds, ``agg`` (mean | best) how a pivot collapses
+    the axes in neither ``rows`` nor ``cols``, ``compare`` the axis compared pairwise and ranked
+    (None: no comparison).
+    """
     df = cells_frame(cells, tracker, experiment_id)
-    history = epoch_history(tracker, df)
-    piv = pivot(df, rows, cols, "test_acc")
+    history = epoch_history(tracker, df, metrics=["val_acc"])  # all the report draws from
+    configs = config_table(df, ci=ci)
+    flagged = (
+        frozenset(configs.loc[configs["provenance"].astype(bool), "config"]) if len(configs) else frozenset()
+    )
+    table = pivot_table(df, rows, cols, "test_acc", agg=agg, ci=ci, flagged=flagged)
+    table_val = pivot_table(df, rows, cols, "best_val_acc", agg=agg, ci=ci, flagged=flagged)
+    cmp, note = compare_table(df, compare) if compare else (pd.DataFrame(), "")
+    ranks = rank_result(df, compare) if compare and not cmp.empty else None
     effects = axis_effects(df)
     rep = Report(
         grid,
         df,
-        piv,
-        pivot(df, rows, cols, "best_val_acc"),
+        table.wide("mean"),
+        table_val.wide("mean"),
         effects,
         epoch_table(history),
         cell_summary(df),
@@ -91,8 +128,19 @@ def build(
         tuned_vs_untuned(tuned_runs(cells, tracker, experiment_id, df), df),
         rows,
         cols,
+        configs=configs,
+        table=table,
+        table_val=table_val,
+        compare=cmp,
+        compare_axis=compare or "",
+        compare_note=note,
+        ranks=ranks,
+        ci=ci,
+        agg=agg,
     )
     if plots and out is not None:
         out.mkdir(parents=True, exist_ok=True)
-        rep.plots = figures(df, history, piv, effects, out)
+        rep.plots = figures(
+            df, history, rep.pivot, effects, out, axis=compare or "strategy", ranks=ranks, table=table
+        )
     return rep

@@ -7,6 +7,7 @@ on plain frames, and keeps the report in step with the writers through ``trackin
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +21,11 @@ if TYPE_CHECKING:
     from tlbench.tracking import Tracker
 
 EPOCH_METRICS = ["train_loss", "train_acc", "val_loss", "val_acc"]
+# what a replicate ran with: runs of one configuration that differ here are flagged in the report
+# (the env.* params are logged by tlbench.train.fitting; the device is a tag)
+ENV_PARAMS = ["env.torch", "env.timm", "env.tlbench", "env.threads"]
+PROVENANCE = ["device", *ENV_PARAMS]
+HISTORY_KEYS = ["cell", "config", "seed", "dataset", "backbone", "strategy", "optimizer", "augmentation"]
 
 
 def cells_frame(cells: list[Cell], tracker: Tracker, experiment_id: str) -> pd.DataFrame:
@@ -39,13 +45,24 @@ def cells_frame(cells: list[Cell], tracker: Tracker, experiment_id: str) -> pd.D
         status = run.info.status if run else "MISSING"
         reason = run.data.tags.get(tags.REASON, "") if run and status != "FINISHED" else ""
         metrics = dict(run.data.metrics) if run and status == "FINISHED" else {}
-        rows.append((cell, status, metrics, reason, run.info.run_id if run else None))
+        rows.append((cell, status, metrics, reason, run))
     df = summary_frame((c, s, m, r) for c, s, m, r, _ in rows)
-    df["run_id"] = [rid for *_, rid in rows]
+    df["run_id"] = [run.info.run_id if run else None for *_, run in rows]
     df["epochs"] = [c.train.epochs for c, *_ in rows]
     for key in ("test_acc", "best_val_acc", "source"):
         df[f"reported_{key}"] = [c.reported.get(key) for c, *_ in rows]
+    df["test_is_val"] = [_test_is_val(c.dataset.name) for c, *_ in rows]
+    df["device"] = [run.data.tags.get(tags.DEVICE, "") if run else "" for *_, run in rows]
+    for key in ENV_PARAMS:
+        df[key] = [run.data.params.get(key, "") if run else "" for *_, run in rows]
     return df
+
+
+def _test_is_val(dataset: str) -> bool:
+    """The catalog's flag for datasets whose test split is their val split (False if unknown)."""
+    from tlbench.data.catalog import CATALOG
+
+    return dataset in CATALOG and CATALOG.get(dataset).test_is_val
 
 
 def tuned_runs(cells: list[Cell], tracker: Tracker, experiment_id: str, df: pd.DataFrame) -> pd.DataFrame:
@@ -80,21 +97,21 @@ def tuned_runs(cells: list[Cell], tracker: Tracker, experiment_id: str, df: pd.D
 
 
 def epoch_history(tracker: Tracker, df: pd.DataFrame, metrics: list[str] = EPOCH_METRICS) -> pd.DataFrame:
-    """Long table (cell, epoch, metric, value) of the per-epoch metrics of FINISHED cells."""
-    records = []
-    for _, row in df[df["status"] == "FINISHED"].iterrows():
-        for m in metrics:
-            for h in tracker.client.get_metric_history(row["run_id"], m):
-                records.append(
-                    {
-                        "cell": row["cell"],
-                        "dataset": row["dataset"],
-                        "epoch": h.step,
-                        "metric": m,
-                        "value": h.value,
-                    }
-                )
-    return pd.DataFrame.from_records(records, columns=["cell", "dataset", "epoch", "metric", "value"])
+    """Long table (cell, its configuration, seed and axes, epoch, metric, value) of the per-epoch
+    metrics of FINISHED cells: what learning curves and their bands over seeds are drawn from."""
+    done = df[df["status"] == "FINISHED"]
+    keys = [c for c in HISTORY_KEYS if c in done.columns]
+    jobs = [(row, m) for row in done[["run_id", *keys]].to_dict("records") for m in metrics]
+    with ThreadPoolExecutor(max_workers=8) as pool:  # one request per run and metric: overlap them
+        histories = list(
+            pool.map(lambda job: tracker.client.get_metric_history(job[0]["run_id"], job[1]), jobs)
+        )
+    records = [
+        {**{k: row[k] for k in keys}, "epoch": h.step, "metric": m, "value": h.value}
+        for (row, m), history in zip(jobs, histories, strict=True)
+        for h in history
+    ]
+    return pd.DataFrame.from_records(records, columns=[*keys, "epoch", "metric", "value"])
 
 
 def log_to_mlflow(tracker: Tracker, experiment_id: str, grid: str, files: list[Path]) -> str:

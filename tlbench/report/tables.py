@@ -14,8 +14,12 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from tlbench.errors import TlbenchError
+
 if TYPE_CHECKING:
     from tlbench.grid import Cell
+    from tlbench.report.pivots import PivotTable
+    from tlbench.stats import RankResult
 
 AXES = ["dataset", "backbone", "strategy", "optimizer", "augmentation"]
 HEADLINE_METRICS = [
@@ -46,6 +50,10 @@ CELL_SUMMARY_COLUMNS = [
 ]
 
 
+class ReportError(TlbenchError, ValueError):
+    """A report that cannot be made as asked (an unknown axis, one value to compare): exit 2."""
+
+
 @dataclass
 class Report:
     """Every table of a grid's report, plus the plots, ready to write in any format."""
@@ -62,6 +70,16 @@ class Report:
     rows: list[str]
     cols: list[str]
     plots: dict[str, Path] = field(default_factory=dict)
+    # replicate statistics (#15); a report made by hand without them renders its plain pivot
+    configs: pd.DataFrame = field(default_factory=pd.DataFrame)  # configs.config_table
+    table: PivotTable | None = None  # the test-accuracy pivot with CIs, best and ties
+    table_val: PivotTable | None = None
+    compare: pd.DataFrame = field(default_factory=pd.DataFrame)  # stats.pairwise over compare_axis
+    compare_axis: str = ""
+    compare_note: str = ""  # why there is no comparison, when there is none
+    ranks: RankResult | None = None
+    ci: str = "t"
+    agg: str = "mean"
 
     def status_counts(self) -> dict[str, int]:
         """How many cells are in each state, for the report's first line."""
@@ -90,6 +108,7 @@ def summary_frame(rows: Iterable[tuple[Cell, str, dict[str, float], str]]) -> pd
     records: list[dict[str, Any]] = []
     for cell, status, metrics, reason in rows:
         rec: dict[str, Any] = {"cell": cell.name, "status": status, "id": cell.id, **cell.axis_values()}
+        rec.update(_replicate_keys(cell))
         for m in HEADLINE_METRICS:
             rec[m] = metrics.get(m)
         trainable, total = metrics.get("params_trainable"), metrics.get("params_total")
@@ -99,6 +118,21 @@ def summary_frame(rows: Iterable[tuple[Cell, str, dict[str, float], str]]) -> pd
         rec["reason"] = reason.splitlines()[0] if reason else ""
         records.append(rec)
     return pd.DataFrame.from_records(records)
+
+
+def _replicate_keys(cell: Cell) -> dict[str, Any]:
+    """Which configuration a cell is a replicate of, and its seed: what statistics group and pair by.
+
+    An unreplicated cell is its own configuration. Read with defaults, so any object with a name,
+    an id and axis values (a test's stand-in) is a cell here.
+    """
+    train = getattr(cell, "train", None)
+    return {
+        "config_id": getattr(cell, "config_id", "") or cell.id,
+        "config": getattr(cell, "config_name", "") or cell.name,
+        "seed": getattr(train, "seed", 0),
+        "replicate": getattr(cell, "replicate", None),
+    }
 
 
 def tuned_vs_untuned(tuned: pd.DataFrame, df: pd.DataFrame) -> pd.DataFrame:
@@ -150,18 +184,23 @@ def reported_vs_tlbench(df: pd.DataFrame) -> pd.DataFrame:
     )
 
 
+def check_axes(df: pd.DataFrame, axes: list[str]) -> None:
+    """An axis a table cannot be arranged by is the user's error, said with the valid ones."""
+    for axis in axes:
+        if axis not in df.columns:
+            raise ReportError(f"unknown axis {axis!r} (valid: {', '.join(AXES)})")
+
+
 def pivot(df: pd.DataFrame, rows: list[str], cols: list[str], value: str = "test_acc") -> pd.DataFrame:
     """``value`` arranged by any axes; cells sharing a position are averaged (n shown separately)."""
-    for axis in rows + cols:
-        if axis not in df.columns:
-            raise ValueError(f"unknown axis {axis!r} (valid: {', '.join(AXES)})")
+    check_axes(df, rows + cols)
     done = df[df["status"] == "FINISHED"]
     return pd.pivot_table(done, index=rows, columns=cols, values=value, aggfunc="mean", dropna=False).reindex(
-        index=_order(df, rows), columns=_order(df, cols)
+        index=order(df, rows), columns=order(df, cols)
     )
 
 
-def _order(df: pd.DataFrame, axes: list[str]) -> pd.Index:
+def order(df: pd.DataFrame, axes: list[str]) -> pd.Index:
     """Grid order (first appearance) rather than alphabetical."""
     seen = list(dict.fromkeys(tuple(r) for r in df[axes].itertuples(index=False)))
     return (
@@ -193,11 +232,15 @@ def axis_effects(df: pd.DataFrame, value: str = "test_acc") -> pd.DataFrame:
 
 
 def epoch_table(history: pd.DataFrame, metric: str = "val_acc") -> pd.DataFrame:
-    """Epoch-by-epoch, cells side by side (seed 000's table)."""
+    """Epoch by epoch, one row per configuration (the mean over its seeds) and one column per
+    epoch: a grid's hundreds of configurations run down the page, its few epochs across it."""
     h = history[history["metric"] == metric]
     if h.empty:
         return pd.DataFrame()
-    return h.pivot_table(index="epoch", columns="cell", values="value", aggfunc="last")
+    key = "config" if "config" in h.columns else "cell"
+    table = h.pivot_table(index=["dataset", key], columns="epoch", values="value", aggfunc="mean", sort=False)
+    table.index.names = ["dataset", "configuration"]
+    return table
 
 
 def cell_summary(df: pd.DataFrame) -> pd.DataFrame:

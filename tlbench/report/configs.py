@@ -1,0 +1,101 @@
+"""Configurations, not cells: a configuration's replicates (cells that differ only in the seed)
+summarised as n, mean, std and a confidence interval, with what their runs disagree on.
+
+A single seed's number says little about a configuration; its replicates say how much of a gap
+the seeds alone make. Pure pandas plus ``tlbench.stats`` (imported where used, so that
+``import tlbench.report`` stays light for ``tlbench run``'s summary).
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from tlbench.report.tables import AXES
+
+# what a replicate ran with (the env.* params come from tlbench.train.fitting, the device from a
+# tag): a configuration whose replicates differ here is flagged, its spread may not be the seeds'
+ENV_PARAMS = ["env.torch", "env.timm", "env.tlbench", "env.threads"]
+PROVENANCE = ["device", *ENV_PARAMS]
+STAT_COLUMNS = ["n", "mean", "std", "ci_low", "ci_high"]
+CONFIG_COLUMNS = [
+    "config",
+    "config_id",
+    *AXES,
+    "runs",
+    "status",
+    *STAT_COLUMNS,
+    "val_mean",
+    "train_time_s",
+    "test_is_val",
+    "provenance",
+]
+
+
+def replicate_frame(df: pd.DataFrame, value: str = "test_acc") -> pd.DataFrame:
+    """The statistics' input (see ``tlbench.stats``): one row per FINISHED replicate with a value,
+    ``config`` (the configuration's name), ``seed``, the axes, ``value``, and validation accuracy."""
+    done = df[df["status"] == "FINISHED"]
+    if "config" not in done.columns:  # a frame of cells without replicate keys: each is its own
+        done = done.assign(config=done["cell"], seed=0)
+    cols = ["config", "seed", *[a for a in AXES if a in done.columns]]
+    out = done[cols].assign(value=pd.to_numeric(done[value], errors="coerce"))
+    val = done["best_val_acc"] if "best_val_acc" in done.columns else float("nan")
+    out = out.assign(best_val_acc=pd.to_numeric(val, errors="coerce"))
+    return out.dropna(subset=["value"]).reset_index(drop=True)
+
+
+def status_text(counts: pd.Series) -> str:
+    """``FINISHED 3`` or ``FINISHED 2, FAILED 1``: the states of a configuration's replicates, from
+    its row of a status count table."""
+    counts = counts[counts > 0].sort_values(ascending=False, kind="stable")
+    return ", ".join(f"{s} {n}" for s, n in counts.items())
+
+
+def _provenance_texts(done: pd.DataFrame) -> pd.Series:
+    """Per configuration, what its finished replicates disagree on, e.g. ``env.torch 2.4.1 / 2.5.0``
+    ("" when they agree or nothing was recorded; a value missing on some runs counts as a difference)."""
+    keys = [k for k in PROVENANCE if k in done.columns]
+    texts = pd.Series("", index=pd.Index(done["config"].unique(), name="config"), dtype=object)
+    if not keys or done.empty:
+        return texts
+    missing = {"": "(not logged)", "nan": "(not logged)", "None": "(not logged)"}
+    logged = done[keys].astype(str).replace(missing).assign(config=done["config"])
+    differ = logged.groupby("config", sort=False)[keys].nunique() > 1
+    for config in differ.index[differ.any(axis=1)]:
+        runs = logged[logged["config"] == config]
+        parts = [f"{k} {' / '.join(sorted(set(runs[k])))}" for k in keys if differ.at[config, k]]
+        texts[config] = "; ".join(parts)
+    return texts
+
+
+def config_table(df: pd.DataFrame, ci: str = "t", value: str = "test_acc") -> pd.DataFrame:
+    """One row per configuration in grid order: its runs' states, n finished, mean/std/CI of
+    ``value``, mean validation accuracy and training time, the test = val flag, and provenance."""
+    from tlbench.stats import summarize
+
+    if df.empty:
+        return pd.DataFrame(columns=CONFIG_COLUMNS)
+    frame = df if "config" in df.columns else df.assign(config=df["cell"], config_id=df["id"])
+    grouped = frame.groupby("config", sort=False)
+    out = grouped[[c for c in ["config_id", *AXES] if c in frame.columns]].first()
+    out["runs"] = grouped.size()
+    counts = pd.crosstab(frame["config"], frame["status"])
+    out["status"] = [status_text(counts.loc[c]) for c in out.index]
+    done = frame[frame["status"] == "FINISHED"]
+    values = pd.to_numeric(done[value], errors="coerce").groupby(done["config"], sort=False)
+    summaries = {c: summarize(v.to_numpy(), ci=ci) for c, v in values}  # type: ignore[arg-type]
+    for col in STAT_COLUMNS:
+        missing = 0 if col == "n" else float("nan")
+        out[col] = [getattr(summaries[c], col) if c in summaries else missing for c in out.index]
+    out["val_mean"] = _means(done, "best_val_acc").reindex(out.index)
+    out["train_time_s"] = _means(done, "train_time_s").reindex(out.index)
+    out["test_is_val"] = grouped["test_is_val"].any() if "test_is_val" in frame.columns else False
+    out["provenance"] = _provenance_texts(done).reindex(out.index).fillna("")
+    return out.reset_index()[[c for c in CONFIG_COLUMNS if c in out.columns or c == "config"]]
+
+
+def _means(done: pd.DataFrame, column: str) -> pd.Series:
+    """Per configuration, the mean of a numeric column over its finished runs (NaN without any)."""
+    if column not in done.columns:
+        return pd.Series(dtype=float)
+    return pd.to_numeric(done[column], errors="coerce").groupby(done["config"]).mean()
