@@ -11,7 +11,9 @@ datasets × backbones × ...), the test is over the groups' mean differences, no
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import combinations
 
@@ -59,6 +61,20 @@ def paired_or_welch(a: pd.Series, b: pd.Series, *, level: float = 0.95) -> TestR
     Welch-Satterthwaite interval for unpaired samples.
     """
     a, b = _clean(a, "a"), _clean(b, "b")
+    with _quiet():
+        return _paired_or_welch(a, b, level)
+
+
+@contextmanager
+def _quiet() -> Iterator[None]:
+    """scipy warns of precision loss when the differences are (nearly) constant: its p is still
+    right (0, or NaN for identical values), and a report would print the warning once per test."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Precision loss occurred", category=RuntimeWarning)
+        yield
+
+
+def _paired_or_welch(a: pd.Series, b: pd.Series, level: float) -> TestResult:
     shared = a.index.intersection(b.index)
     n_a, n_b, n_pairs = len(a), len(b), len(shared)
     if n_pairs >= 2:
@@ -194,7 +210,8 @@ def _compare_pair(
     n_pairs = int(sub[[a, b]].dropna().shape[0])
     if len(common) >= 2:
         diffs = _group_differences(sub, a, b, group_by)
-        res = stats.ttest_1samp(diffs.to_numpy(), 0.0)
+        with _quiet():
+            res = stats.ttest_1samp(diffs.to_numpy(), 0.0)
         ci = res.confidence_interval(confidence_level=level)
         test, p, diff, low, high = (
             "paired t over groups",
