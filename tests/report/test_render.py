@@ -203,7 +203,7 @@ def test_a_replicated_grids_report_in_every_format(replicated, tmp_path):
     assert "**0.901 ± 0.007 (n=5)**" in md and "(n=5, 9/10 runs)" in md
     configs = pd.read_csv(out / "configurations.csv")
     assert {"n", "mean", "std", "ci_low", "ci_high", "provenance", "test_is_val"} <= set(configs.columns)
-    assert len(configs) == 12 and configs["n"].sum() == len(values)
+    assert len(configs) == 18 and configs["n"].sum() == len(values)
     stats_csv = pd.read_csv(out / "pivot_test_acc_stats.csv")
     assert {"best", "tie", "p_holm", "ci_low", "ci_high"} <= set(stats_csv.columns)
     tex = (out / "report.tex").read_text()
@@ -230,5 +230,21 @@ def test_the_run_summary_of_replicates_is_one_row_per_configuration(replicated):
     console = Console(record=True, width=250)
     render.render_summary(rep.cells, console, title="grid reps", ci="t")
     text = console.export_text()
-    assert text.count("/none ") + text.count("/none│") >= 12 and "@s" not in text
+    assert text.count("/none ") + text.count("/none│") >= 18 and "@s" not in text
     assert "FINISHED 4, FAILED 1" in text and "(n=4)" in text and "±" in text
+
+
+def test_a_trained_grid_with_three_seeds_reports_intervals_and_ties(trained_seeds, tmp_path):
+    """Real training, 3 seeds: every entry has an interval over n = 3 and the tie test ran."""
+    grid, store, run_output = trained_seeds
+    assert "(n=3)" in run_output  # the summary `tlbench run` prints at its end
+    out = tmp_path / "out"
+    args = ["report", "--grid", str(grid), "--tracking-uri", store, "--out", str(out), "--no-mlflow"]
+    result = CliRunner().invoke(main, [*args, "--format", "md,csv"])
+    assert result.exit_code == 0, result.output
+    entries = pd.read_csv(out / "pivot_test_acc_stats.csv")
+    assert (entries["n"] == 3).all() and (entries["ci_low"] <= entries["mean"]).all()
+    assert (entries["ci_high"] > entries["ci_low"]).any()  # scratch varies by seed
+    assert entries["best"].sum() >= 1 and set(entries["test"].dropna()) <= {"paired t"}
+    md = (out / "report.md").read_text()
+    assert md.count("(n=3)") >= 2 and "±" in md
