@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from tlbench.data.catalog import dataset_param_names
 from tlbench.optim import OPTIMIZERS
 from tlbench.replicates import expand_replicates, innermost_seeds, interleave, resolve_sources
@@ -163,6 +165,10 @@ def _auto_label(axis: str, entry: Any) -> str:
     if axis == "datasets" and entry.train.get("subset") is not None:
         pct = float(entry.train["subset"]) * 100
         return f"{entry.name}-{pct:g}pct"
+    if axis == "datasets" and entry.train.get("shots") is not None:
+        return f"{entry.name}-{int(entry.train['shots'])}shot"  # dtd-5shot
+    if axis == "datasets" and entry.train.get("train_examples") is not None:
+        return f"{entry.name}-{int(entry.train['train_examples'])}ex"  # dtd-1000ex (VTAB-1k)
     return entry.name
 
 
@@ -208,15 +214,8 @@ def expand(spec: GridSpec, file: Path | str | None = None) -> list[Cell]:
             st: StrategyEntry = entries["strategies"].model_copy(update={"params": filled["strategies"]})
             op: OptimizerEntry = entries["optimizers"].model_copy(update={"params": filled["optimizers"]})
             bb: BackboneEntry = entries["backbones"]
-            train = merge_train(
-                spec.train,
-                block_train,
-                ds.train,
-                bb.train,
-                st.train,
-                op.train,
-                entries["augmentations"].train,
-            )
+            layers = (spec.train, block_train, *(entries[a].train for a in AXES))
+            train = _merged_train(layers, "/".join(labels[AXIS_SINGULAR[a]] for a in AXES), file)
             tune = merge_tune(spec.tune, block_tune, *(entries[a].tune for a in AXES))
             weights = WeightsSpec.parse(bb.weights)
             if st.name == "scratch":
@@ -242,6 +241,18 @@ def expand(spec: GridSpec, file: Path | str | None = None) -> list[Cell]:
         p["reported"] = _reported_for(spec, p)
     resolve_sources(list(by_name.values()), file)
     return _with_ids(spec, _topological(interleave(list(by_name.values())), file))
+
+
+def _merged_train(layers: tuple[dict[str, Any], ...], name: str, file: Path | str | None) -> TrainConfig:
+    """The cell's settings; a conflict between layers (``subset`` on the grid, ``shots`` on an entry)
+    is a SpecError naming the cell, as one layer's own conflict names its key path."""
+    try:
+        return merge_train(*layers)
+    except ValidationError as err:
+        msg = err.errors()[0]["msg"].removeprefix("Value error, ")
+        raise SpecError(
+            file, "train", f"cell {name}: {msg}; unset one in a later layer (e.g. subset: null)"
+        ) from None
 
 
 def _unique(

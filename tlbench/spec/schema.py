@@ -103,11 +103,26 @@ class TrainConfig(_Strict):
         None, description="draws the val carve and the subset; None = seed (replicates resample the data)"
     )
     subset: float | None = Field(None, gt=0, le=1, description="stratified fraction of train to use")
+    shots: int | None = Field(None, ge=1, description="K train images per class (few-shot); val as is")
+    train_examples: int | None = Field(
+        None, ge=5, description="VTAB-1k style: N images of train, 80 % train + 20 % val (1000 -> 800 + 200)"
+    )
     val_fraction: float = Field(0.1, gt=0, lt=1)
     label_smoothing: float = Field(0.0, ge=0, lt=1)
     head: HeadConfig = HeadConfig()
     amp: bool = Field(True, description="bf16 autocast on CUDA (ignored on CPU)")
     channels_last: bool = True
+
+    @model_validator(mode="after")
+    def _one_size(self) -> TrainConfig:
+        """``subset``, ``shots`` and ``train_examples`` each say how much of train a cell sees."""
+        sizes = [k for k in ("subset", "shots", "train_examples") if getattr(self, k) is not None]
+        if len(sizes) > 1:
+            raise ValueError(
+                f"{' and '.join(sizes)} are both set; a cell takes one training-set size "
+                "(subset: fraction, shots: K per class, train_examples: N)"
+            )
+        return self
 
     @property
     def effective_lr(self) -> float:
