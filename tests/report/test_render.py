@@ -232,6 +232,13 @@ def test_the_run_summary_of_replicates_is_one_row_per_configuration(replicated):
     text = console.export_text()
     assert text.count("/none ") + text.count("/none│") >= 18 and "@s" not in text
     assert "FINISHED 4, FAILED 1" in text and "(n=4)" in text and "±" in text
+    # a rerun: replicates finished by an earlier run come back SKIPPED (finished): still results
+    cells = rep.cells.copy()
+    earlier = cells["status"].eq("FINISHED") & cells["cell"].str.endswith(("@s0", "@s1"))
+    cells.loc[earlier, ["status", "reason"]] = ["SKIPPED", "finished"]
+    again = Console(record=True, width=250)
+    render.render_summary(cells, again, title="grid reps", ci="t")
+    assert again.export_text().count("(n=5)") == text.count("(n=5)") > 0
 
 
 def test_a_trained_grid_with_three_seeds_reports_intervals_and_ties(trained_seeds, tmp_path):

@@ -35,8 +35,8 @@ from tlbench.cli.common import (
     type=click.Choice(["t", "bootstrap"]),
     default="t",
     show_default=True,
-    help="95 %% interval over seeds: Student t, or percentile bootstrap (under-covers at small n: "
-    "about 83-85 %% at n = 5)",
+    help="95 % interval over seeds: Student t, or percentile bootstrap (under-covers at small n: "
+    "about 83-85 % at n = 5)",
 )
 @click.option(
     "--agg",

@@ -117,7 +117,11 @@ def _summary_text(row: pd.Series, col: str, best: dict[str, float]) -> str:
 
 
 def _render_configs(df: pd.DataFrame, console: Console, title: str, ci: str) -> None:
-    """The summary of a replicated grid: one row per configuration, ties with each dataset's best."""
+    """The summary of a replicated grid: one row per configuration, ties with each dataset's best.
+    Replicates finished by an earlier run (skipped now) count as finished: they are results."""
+    if "reason" in df:
+        earlier = (df["status"] == "SKIPPED") & (df["reason"] == "finished")
+        df = df.assign(status=df["status"].mask(earlier, "FINISHED"), reason=df["reason"].mask(earlier, ""))
     configs = config_table(df, ci=ci)
     best, tie = _dataset_marks(df, configs)
     table = Table(
