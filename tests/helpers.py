@@ -84,3 +84,43 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def _jpeg(path: Path, colour: tuple[int, int, int], size: tuple[int, int] = (40, 30)) -> None:
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", size, colour).save(path, "JPEG")
+
+
+def write_dtd(data_dir: Path, classes: int = 3, per_split: int = 4) -> Path:
+    """A DTD tree in torchvision's layout (``DTD/dtd/dtd/{images,labels}``), partition 1: class k's
+    images are one flat colour, so a model or a test can tell them apart."""
+    base = data_dir / "torchvision" / "DTD" / "dtd" / "dtd"
+    for split in ("train", "val", "test"):
+        lines = []
+        for c in range(classes):
+            for i in range(per_split):
+                name = f"texture{c}/{split}_{i}.jpg"
+                _jpeg(base / "images" / name, (60 * c, 255 - 60 * c, 20 * i))
+                lines.append(name)
+        (base / "labels").mkdir(parents=True, exist_ok=True)
+        (base / "labels" / f"{split}1.txt").write_text("\n".join(lines) + "\n")
+    return base
+
+
+def write_pets(data_dir: Path, breeds: int = 3, trainval: int = 12, test: int = 5) -> Path:
+    """An Oxford-IIIT Pet tree in torchvision's layout (``images/``, ``annotations/{trainval,test}.txt``)."""
+    base = data_dir / "torchvision" / "OxfordIIITPet" / "oxford-iiit-pet"
+    (base / "annotations").mkdir(parents=True, exist_ok=True)
+    n = 0
+    for split, count in (("trainval", trainval), ("test", test)):
+        lines = []
+        for b in range(breeds):
+            for _ in range(count):
+                n += 1
+                image_id = f"breed_{chr(97 + b)}_{n}"
+                _jpeg(base / "images" / f"{image_id}.jpg", (80 * b, 40, 255 - 80 * b), size=(30, 50))
+                lines.append(f"{image_id} {b + 1} {1 + b % 2} 1")
+        (base / "annotations" / f"{split}.txt").write_text("\n".join(lines) + "\n")
+    return base

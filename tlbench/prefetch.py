@@ -26,7 +26,7 @@ class Input:
 
     @property
     def ok(self) -> bool:
-        return self.state != "failed"
+        return self.state not in ("failed", "manual")  # manual: must be placed by hand first
 
 
 def hub_name(cell: Cell) -> str | None:
@@ -37,8 +37,8 @@ def hub_name(cell: Cell) -> str | None:
 
 
 def status(cells: list[Cell], data_dir: str | Path | None = None) -> list[Input]:
-    """Where every input of these cells is: present locally, or to be downloaded."""
-    from tlbench.data.datasets import DATASETS, data_root
+    """Where every input of these cells is: present locally, to be downloaded, or to place by hand."""
+    from tlbench.data.datasets import data_root
 
     root = data_root(data_dir)
     out: list[Input] = []
@@ -48,21 +48,7 @@ def status(cells: list[Cell], data_dir: str | Path | None = None) -> list[Input]
         if key in seen:
             continue
         seen.add(key)
-        info = DATASETS.get(c.dataset.name)
-        if c.dataset.name == "synthetic":
-            out.append(Input("dataset", c.labels["dataset"], "generated"))
-        elif info.fingerprint is None:
-            out.append(Input("dataset", c.labels["dataset"], "bundled", "ships with a Python package"))
-        else:
-            fp = info.fingerprint(root, **{**info.params, **c.dataset.params})
-            out.append(
-                Input(
-                    "dataset",
-                    c.labels["dataset"],
-                    "local" if fp else "download",
-                    fp.split(":")[0] if fp else str(root),
-                )
-            )
+        out.append(dataset_status(c, root))
     for c in cells:
         name = hub_name(c)
         if name is None or ("weights", name) in seen:
@@ -73,13 +59,42 @@ def status(cells: list[Cell], data_dir: str | Path | None = None) -> list[Input]
     return out
 
 
+_FETCH_NOTES = {"md5": "torchvision checks its MD5", "unchecked": "torchvision has no checksum for it"}
+
+
+def dataset_status(cell: Cell, root: Path) -> Input:
+    """One dataset: generated, bundled, local, to be downloaded (and how it is checked) or manual."""
+    from tlbench.data.catalog import dataset_meta
+    from tlbench.data.datasets import dataset_info
+    from tlbench.data.tvcatalog import tv_set
+    from tlbench.data.tvsets import tv_root
+
+    name, label = cell.dataset.name, cell.labels["dataset"]
+    info, meta = dataset_info(name), dataset_meta(name)
+    if name == "synthetic":
+        return Input("dataset", label, "generated")
+    if info.fingerprint is None:
+        return Input("dataset", label, "bundled", "ships with a Python package")
+    fp = info.fingerprint(root, **{**info.params, **cell.dataset.params})
+    tv = tv_set(name)
+    folder = tv_root(root, tv) if tv else root
+    if fp or (tv and folder.is_dir() and any(p.is_file() for p in folder.rglob("*"))):  # streamed: no fp
+        return Input("dataset", label, "local", fp.split(":")[0] if fp else str(folder))
+    if meta.fetch == "manual":
+        return Input(
+            "dataset", label, "manual", f"place it by hand in {folder}/: torchvision cannot download it"
+        )
+    note = _FETCH_NOTES.get(meta.fetch)
+    return Input("dataset", label, "download", f"{folder} ({note})" if note else str(folder))
+
+
 def fetch(cells: list[Cell], data_dir: str | Path | None = None) -> list[Input]:
     """Download every dataset and hub weight the cells need; one failure does not stop the rest."""
     from tlbench.data import load_dataset
 
     results: list[Input] = []
     for item in status(cells, data_dir):
-        if item.state in ("generated", "bundled", "local"):
+        if item.state in ("generated", "bundled", "local", "manual"):
             results.append(item)
             continue
         try:

@@ -23,6 +23,7 @@ def validate_cells(
     console: Console | None = None,
 ) -> list[str]:
     from tlbench.data import DatasetNotFoundError, load_dataset
+    from tlbench.data.catalog import dataset_meta
     from tlbench.models import WeightsError, build_model, read_state_dict
     from tlbench.strategies import apply_phase, phases_for
 
@@ -38,12 +39,12 @@ def validate_cells(
         seen_data.add(key)
         try:
             ds = load_dataset(c.dataset.name, params=c.dataset.params, data_dir=data_dir, download=False)
-        except DatasetNotFoundError:
-            # not a problem of the grid: the run (or `tlbench prefetch`) downloads it
-            say(
-                f"[yellow]·[/] dataset {c.labels['dataset']} is not here yet: `tlbench prefetch` gets it",
-                highlight=False,
-            )
+        except DatasetNotFoundError as err:
+            # not a problem of the grid: the run (or `tlbench prefetch`) downloads it, or the user
+            # places it by hand where the message says (a dataset torchvision cannot download)
+            hand = dataset_meta(c.dataset.name).fetch == "manual"
+            fix = f"to be placed by hand: {err}" if hand else "to be downloaded: `tlbench prefetch` gets it"
+            say(f"[yellow]·[/] dataset {c.labels['dataset']} is not here yet, {fix}", highlight=False)
             continue
         except Exception as err:
             problems.append(f"dataset {c.labels['dataset']}: {type(err).__name__}: {err}")

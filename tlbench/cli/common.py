@@ -101,6 +101,7 @@ def print_inputs(items: list[Any], title: str) -> None:
         "generated": "cyan",
         "bundled": "cyan",
         "download": "yellow",
+        "manual": "magenta",  # placed by hand (torchvision cannot download it)
     }
     for it in items:
         table.add_row(it.kind, it.name, f"[{colours.get(it.state, 'red')}]{it.state}[/]", it.where)

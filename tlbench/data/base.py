@@ -26,14 +26,23 @@ def decode_image(path: Path, size: int) -> np.ndarray:
     from PIL import Image
 
     with Image.open(path) as im:
-        im = im.convert("RGB")
-        w, h = im.size
+        return square_pixels(im, size)
+
+
+def square_pixels(im: Any, size: int) -> np.ndarray:
+    """A PIL image as RGB uint8 (3, size, size): shorter side resized to ``size``, centre crop
+    (one rule for files, torchvision's in-memory images and the streamed path)."""
+    from PIL import Image
+
+    im = im.convert("RGB")
+    w, h = im.size
+    if (w, h) != (size, size):
         scale = size / min(w, h)
         im = im.resize((max(size, round(w * scale)), max(size, round(h * scale))), Image.BILINEAR)
         w, h = im.size
         left, top = (w - size) // 2, (h - size) // 2
         im = im.crop((left, top, left + size, top + size))
-        return np.ascontiguousarray(np.asarray(im, dtype=np.uint8).transpose(2, 0, 1))  # writable
+    return np.ascontiguousarray(np.asarray(im, dtype=np.uint8).transpose(2, 0, 1))  # writable
 
 
 class FileImages:
@@ -121,3 +130,8 @@ class DatasetSplits:
 
     def sizes(self) -> dict[str, int]:
         return {"train": len(self.train), "val": len(self.val), "test": len(self.test)}
+
+    def params(self) -> dict[str, str]:
+        """What a run records about its data (``data.*``): official splits, carves, drawn subsets and
+        their digests; replicates that drew the same images share ``data.train_sha1``."""
+        return {f"data.{k}": v for k, v in self.notes.items() if k != "cache"}

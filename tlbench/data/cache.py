@@ -24,7 +24,8 @@ def _digest(obj: Any) -> str:
 
 
 def cache_path(root: Path, name: str, params: dict[str, Any], fingerprint: str) -> Path:
-    return root / "tensors" / f"{name}-{_digest([params, CACHE_VERSION])}-{_digest(fingerprint)}.safetensors"
+    stem = name.replace(":", "_")  # torchvision:DTD -> torchvision_DTD
+    return root / "tensors" / f"{stem}-{_digest([params, CACHE_VERSION])}-{_digest(fingerprint)}.safetensors"
 
 
 def file_fingerprint(paths: list[Path]) -> str:

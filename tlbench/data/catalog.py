@@ -12,8 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from tlbench.data.tvcatalog import PREFIX, TORCHVISION_CLASSES, TORCHVISION_SETS, tv_set
 from tlbench.errors import TlbenchError
-from tlbench.registry import Registry
+from tlbench.registry import Registry, UnknownNameError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -33,6 +34,9 @@ class DatasetMeta:
     # the source has no test split and its test is its val split: test accuracy is then measured
     # on the images the best epoch was chosen on (optimistic); reports flag such datasets
     test_is_val: bool = False
+    train_images: int | None = None  # train images before the val carve, for estimates (None: unknown)
+    official_val: bool = False  # the source has a val split (no carve)
+    fetch: str = "download"  # md5 | unchecked | manual (placed by hand) | download | none
 
 
 @dataclass
@@ -49,7 +53,9 @@ class RawSplits:
 
 CATALOG: Registry[DatasetMeta] = Registry("dataset")
 for _meta in (
-    DatasetMeta("digits", {}, "scikit-learn's 1,797 8x8 handwritten digits (offline); test = fixed 20%"),
+    DatasetMeta(
+        "digits", {}, "scikit-learn's 1,797 8x8 handwritten digits (offline); test = fixed 20%", fetch="none"
+    ),
     DatasetMeta(
         "synthetic",
         {
@@ -83,9 +89,36 @@ for _meta in (
     CATALOG.register(_meta.name, _meta)
 
 
+for _name, _tv in TORCHVISION_SETS.items():
+    CATALOG.register(
+        _name,
+        DatasetMeta(
+            _name,
+            {"image_size": _tv.image_size, **_tv.params},
+            f"{_tv.description} (torchvision.datasets.{_tv.cls})",
+            train_images=_tv.train_images,
+            official_val="val" in _tv.splits,
+            fetch=_tv.fetch,
+        ),
+    )
+
+
+def dataset_meta(name: str) -> DatasetMeta:
+    """A registered dataset, or ``torchvision:Class`` (``UnknownNameError`` with the choices otherwise)."""
+    if not name.startswith(PREFIX):
+        return CATALOG.get(name)
+    tv = tv_set(name)
+    if tv is None:
+        raise UnknownNameError("torchvision dataset", name, [PREFIX + c for c in TORCHVISION_CLASSES])
+    registered = next((n for n, e in TORCHVISION_SETS.items() if e is tv), None)
+    if registered:  # torchvision:Flowers102 is flowers102 under another name
+        return DatasetMeta(name, **{k: v for k, v in vars(CATALOG.get(registered)).items() if k != "name"})
+    return DatasetMeta(name, {"image_size": tv.image_size}, tv.description)
+
+
 def dataset_param_names(name: str) -> dict[str, Any]:
     """The params a dataset accepts, with their defaults (``UnknownNameError`` for an unknown name)."""
-    return dict(CATALOG.get(name).params)
+    return dict(dataset_meta(name).params)
 
 
 @dataclass(frozen=True)

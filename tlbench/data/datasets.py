@@ -21,16 +21,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from tlbench.data import cifar, digits, fashion, folders, synthetic
+from tlbench.data import cifar, digits, fashion, folders, synthetic, tvsets
 from tlbench.data.base import DatasetSplits, FileImages, TensorSplit
 from tlbench.data.cache import cache_path, read_cache, write_cache
-from tlbench.data.catalog import CATALOG, RawSplits
+from tlbench.data.catalog import CATALOG, RawSplits, dataset_meta
 from tlbench.data.catalog import DatasetNotFoundError as DatasetNotFoundError  # re-exported
 from tlbench.data.catalog import dataset_param_names as dataset_param_names  # re-exported
 from tlbench.data.fashion import FASHION_FILES as FASHION_FILES  # re-exported (benchmarks/perf)
 from tlbench.data.fashion import _find_fashion as _find_fashion  # re-exported (benchmarks/perf)
 from tlbench.data.fashion import read_idx as read_idx  # re-exported
-from tlbench.data.splits import stratified_split, stratified_subset
+from tlbench.data.sizes import draw
+from tlbench.data.tvcatalog import TORCHVISION_SETS, tv_set
 from tlbench.registry import Registry
 
 DEFAULT_DATA_DIR = Path("~/.cache/tlbench/data")
@@ -55,6 +56,7 @@ _LOADERS: dict[str, tuple[Callable[..., RawSplits], Callable[..., str | None] | 
     "cifar100_coarse": (cifar.loader("cifar100", "coarse"), cifar.fingerprinter("cifar100")),
     "imagefolder": (folders.load_imagefolder, folders.imagefolder_fingerprint),
     "hymenoptera": (folders.load_hymenoptera, folders.hymenoptera_fingerprint),
+    **{n: (tvsets.loader(n), tvsets.fingerprinter(n)) for n in TORCHVISION_SETS},
 }
 if set(_LOADERS) != set(CATALOG):
     raise RuntimeError(
@@ -64,6 +66,14 @@ if set(_LOADERS) != set(CATALOG):
 for _name, (_loader, _fingerprint) in _LOADERS.items():
     _meta = CATALOG.get(_name)
     DATASETS.register(_name, DatasetInfo(_loader, dict(_meta.params), _meta.description, _fingerprint))
+
+
+def dataset_info(name: str) -> DatasetInfo:
+    """A registered dataset's loader, or the torchvision adapter for ``torchvision:Class``."""
+    if name in DATASETS or tv_set(name) is None:
+        return DATASETS.get(name)
+    meta = dataset_meta(name)  # checks the class name
+    return DatasetInfo(tvsets.loader(name), dict(meta.params), meta.description, tvsets.fingerprinter(name))
 
 
 def data_root(data_dir: str | Path | None = None) -> Path:
@@ -79,18 +89,20 @@ def load_dataset(
     data_dir: str | Path | None = None,
     seed: int = 0,
     subset: float | None = None,
+    shots: int | None = None,
+    train_examples: int | None = None,
     val_fraction: float = 0.1,
     download: bool = True,
     cache: bool = True,
 ) -> DatasetSplits:
-    """A dataset's train / val / test splits (val carved from train if needed; optional subset).
+    """A dataset's train / val / test splits: val carved from train where the source has none,
+    then at most one size (``subset`` fraction, ``shots`` per class, ``train_examples`` 80/20),
+    drawn with ``seed`` (see ``sizes.draw``; the notes say what was drawn).
 
     With ``cache`` the decoded uint8 splits are kept under ``<data dir>/tensors`` and reused
     until the source changes.
     """
-    info = DATASETS.get(name)
-    if subset is not None and not 0 < subset <= 1:
-        raise ValueError(f"subset is a fraction of train in (0, 1], got {subset}")
+    info = dataset_info(name)
     params = dict(params or {})
     unknown = sorted(set(params) - set(info.params))
     if unknown:
@@ -98,19 +110,12 @@ def load_dataset(
             f"dataset {name!r} has no param {unknown[0]!r} (valid: {', '.join(sorted(info.params)) or 'none'})"
         )
     raw = _load_raw(name, info, data_root(data_dir), download, {**info.params, **params}, cache)
-    notes = dict(raw.notes)
     train_x, train_y = raw.train
-    if raw.val is None:
-        kept, taken = stratified_split(train_y, val_fraction, seed)
-        val_x, val_y = train_x[taken], train_y[taken]
-        train_x, train_y = train_x[kept], train_y[kept]
-        notes["val"] = f"carved {val_fraction:.0%} of train (stratified, seed {seed})"
-    else:
-        val_x, val_y = raw.val
-    if subset is not None and subset < 1:
-        idx = stratified_subset(train_y, subset, seed)
-        train_x, train_y = train_x[idx], train_y[idx]
-        notes["subset"] = f"stratified {subset:.0%} of train: {len(idx)} images (seed {seed})"
+    sizes = {"subset": subset, "shots": shots, "train_examples": train_examples}
+    drawn = draw(train_y, raw.val is not None, seed=seed, val_fraction=val_fraction, **sizes)
+    notes = {**raw.notes, **drawn.notes}
+    val_x, val_y = raw.val if drawn.val is None else (train_x[drawn.val], train_y[drawn.val])
+    train_x, train_y = train_x[drawn.train], train_y[drawn.train]
 
     def split(x: np.ndarray | FileImages, y: np.ndarray) -> TensorSplit:
         images = x if isinstance(x, FileImages) else torch.from_numpy(np.ascontiguousarray(x))
