@@ -12,6 +12,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 from tlbench.data.catalog import AUGMENTATIONS
+from tlbench.data.tvcatalog import tv_set
 from tlbench.grid import Cell
 
 # train images after the default 10% val carve (None: depends on the user's files)
@@ -23,6 +24,14 @@ TRAIN_IMAGES = {
     "digits": 1_293,
     "hymenoptera": 244,
     "imagefolder": None,
+}
+CLASSES = {
+    "cifar10": 10,
+    "cifar100": 100,
+    "cifar100_coarse": 20,
+    "fashion_mnist": 10,
+    "digits": 10,
+    "hymenoptera": 2,
 }
 SUSTAINED_FLOPS = 3600 * 3 * 4.1e9 * 1.0  # ~44 TFLOP/s: ResNet-50 @224, 3.6k img/s measured on an H100
 
@@ -45,14 +54,36 @@ def forward_flops(backbone: str, size: int) -> float:
     return float(counter.get_total_flops())
 
 
+def _catalog_train_images(cell: Cell) -> int | None:
+    """A torchvision set's train images after the val carve (its own val split: none carved)."""
+    tv = tv_set(cell.dataset.name)
+    if tv is None or not tv.train_images:
+        return None
+    return tv.train_images if "val" in tv.splits else round(tv.train_images * (1 - cell.train.val_fraction))
+
+
+def _classes(cell: Cell) -> int | None:
+    if cell.dataset.name == "synthetic":
+        return int(cell.dataset.params.get("classes", 10))
+    tv = tv_set(cell.dataset.name)
+    return (tv.classes or None) if tv else CLASSES.get(cell.dataset.name)
+
+
 def train_images(cell: Cell) -> int | None:
+    """Images one epoch trains on: the set after the val carve, or the cell's subset / shots / train_examples."""
+    t = cell.train
+    if t.train_examples is not None:
+        return t.train_examples - t.train_examples // 5
+    if t.shots is not None:
+        classes = _classes(cell)
+        return t.shots * classes if classes else None
     if cell.dataset.name == "synthetic":
         n = int(cell.dataset.params.get("classes", 10)) * int(cell.dataset.params.get("train_per_class", 200))
     else:
-        n = TRAIN_IMAGES.get(cell.dataset.name)
+        n = TRAIN_IMAGES.get(cell.dataset.name) or _catalog_train_images(cell)
     if n is None:
         return None
-    return max(1, round(n * (cell.train.subset or 1.0)))
+    return max(1, round(n * (t.subset or 1.0)))
 
 
 def cell_flops(cell: Cell) -> float | None:
