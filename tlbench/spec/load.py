@@ -17,12 +17,25 @@ from tlbench.spec.check import check_spec, spec_error_from_validation
 from tlbench.spec.schema import GridSpec, SpecError
 
 GRIDS_DIR = Path("benchmarks") / "grids"
-_CHECKOUT = Path(__file__).resolve().parents[2]  # the tlbench checkout, whose grids ship with it
+
+
+def packaged_grids_dir() -> Path:
+    """The grids shipped inside the package (``tlbench/grids``, package data): found with
+    importlib.resources, so a wheel or a non-editable install has them from any folder."""
+    from importlib.resources import files
+
+    return Path(str(files("tlbench") / "grids"))
+
+
+def shipped_grids() -> dict[str, Path]:
+    """name -> file of every grid shipped with tlbench."""
+    folder = packaged_grids_dir()
+    return {p.stem: p for p in sorted(folder.glob("*.yaml"))} if folder.is_dir() else {}
 
 
 def resolve_grid_path(grid: str | Path, root: Path | None = None) -> Path:
-    """``smoke`` -> ``benchmarks/grids/smoke.yaml`` (in the cwd, else the tlbench checkout's own);
-    a path to a .yaml file is taken as is."""
+    """``smoke`` -> ``benchmarks/grids/smoke.yaml`` in the cwd (a checkout's own grids first),
+    else the grid shipped with the package; a path to a .yaml file is taken as is."""
     p = Path(grid)
     if p.suffix in (".yaml", ".yml") or p.exists():
         if not p.exists():
@@ -32,16 +45,16 @@ def resolve_grid_path(grid: str | Path, root: Path | None = None) -> Path:
     candidate = base / f"{grid}.yaml"
     if candidate.exists():
         return candidate
-    shipped = _CHECKOUT / GRIDS_DIR / f"{grid}.yaml"
-    if root is None and shipped.exists():
-        return shipped
-    known = sorted(q.stem for q in base.glob("*.yaml")) if base.exists() else []
+    shipped = shipped_grids() if root is None else {}
+    if str(grid) in shipped:
+        return shipped[str(grid)]
+    known = sorted({q.stem for q in base.glob("*.yaml")} | set(shipped)) if base.exists() else sorted(shipped)
     hint = difflib.get_close_matches(str(grid), known, n=1)
-    msg = f"no grid named {str(grid)!r} in {base}"
+    msg = f"no grid named {str(grid)!r} in {base} or among the shipped grids"
     if hint:
         msg += f"; did you mean {hint[0]!r}?"
     if known:
-        msg += f" (available: {', '.join(known)})"
+        msg += f" (available: {', '.join(known)}; `tlbench grids` lists them)"
     raise SpecError(candidate, "", msg)
 
 
