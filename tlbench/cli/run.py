@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -68,6 +69,18 @@ from tlbench.cli import common
     is_flag=True,
     help="train each cell with its Optuna study's best lr and batch size (a 'tuned' run beside the plain one)",
 )
+@click.option(
+    "--race/--no-race",
+    "race",
+    default=None,
+    help="train rung by rung and drop the configurations beaten with 95 % confidence "
+    "(default: the grid's race: key; --no-race continues raced-out cells)",
+)
+@click.option(
+    "--race-by",
+    default=None,
+    help="comma list of the axes a comparison group shares (default dataset,backbone; implies --race)",
+)
 @common.storage_option
 @common.clean_errors
 def run(
@@ -86,6 +99,8 @@ def run(
     address: str | None,
     checkpoint_dir: str | None,
     tuned: bool,
+    race: bool | None,
+    race_by: str | None,
     storage: str | None,
 ) -> None:
     """Train every (selected) cell of a grid and track it in MLflow."""
@@ -102,6 +117,7 @@ def run(
     sigterm_as_interrupt()
     todo = with_dependencies(chosen, cells)
     extra = len(todo) - len(chosen)
+    plan = _race_plan(spec, todo, race, race_by, grid, tuned)
     tracker = Tracker(tracking_uri)
     options = RunOptions(
         tracker.uri,
@@ -113,11 +129,13 @@ def run(
         force=force,
         compile=compile_,
         cache_features=feature_cache,
+        race=plan,
     )
     common.err_console.print(
         f"grid [bold]{spec.name}[/]: {len(todo)} cells"
         + (f" ({extra} added as cell: sources)" if extra else "")
-        + f" → MLflow {tracker.uri} (experiment {spec.name!r})",
+        + f" → MLflow {tracker.uri} (experiment {spec.name!r})"
+        + (f"; racing by {', '.join(plan.by)}" if plan else ""),
         highlight=False,
     )
     backend_kw = dict(
@@ -141,3 +159,25 @@ def run(
     failed = [o for o in outcomes if o.status == "FAILED"]
     if failed:
         common.fail(f"{len(failed)} of {len(outcomes)} cells failed (reasons above and in MLflow)", code=1)
+
+
+def _race_plan(
+    spec: Any, cells: list[Any], race: bool | None, race_by: str | None, grid: str, tuned: bool
+) -> Any:
+    """The race this run applies, or None: ``--race``/``--no-race`` over the grid's ``race:``."""
+    from tlbench.executor.options import RacePlan
+    from tlbench.executor.racing import check_plan
+    from tlbench.spec.schema import RACE_AXES
+
+    by = tuple(a.strip() for a in race_by.split(",") if a.strip()) if race_by else None
+    for axis in by or ():
+        if axis not in RACE_AXES:
+            common.fail(f"--race-by: unknown axis {axis!r} (valid: {', '.join(RACE_AXES)})")
+    on = race if race is not None else bool(by) or (spec.race is not None and spec.race.enabled)
+    if not on:
+        return None
+    if tuned:
+        common.fail("--race applies to plain runs; tuned runs (--tuned) train every cell to the end")
+    plan = RacePlan.from_config(spec.race, by)
+    check_plan(cells, plan, grid)
+    return plan

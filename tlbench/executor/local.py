@@ -75,6 +75,7 @@ def _run_one(task: Task, tracker: Tracker, options: RunOptions, reporter: Progre
         background_finish=True,
         extra_params=task.params,
         extra_tags=task.tags,
+        pause_at=task.pause_at,
     )
 
 

@@ -14,6 +14,25 @@ from typing import Any
 
 
 @dataclass(frozen=True)
+class RacePlan:
+    """The race a run applies (``tlbench.executor.racing``): the grid's ``race:`` with the command
+    line's overrides."""
+
+    rungs: tuple[float, ...] = (1 / 9, 1 / 3)  # fractions of each cell's epochs
+    epochs: tuple[int, ...] | None = None  # or explicit rung epochs
+    by: tuple[str, ...] = ("dataset", "backbone")  # the axes a comparison group shares
+    eta: int = 3  # one seed: successive halving keeps the top 1/eta
+    level: float = 0.95
+
+    @classmethod
+    def from_config(cls, cfg: Any | None, by: tuple[str, ...] | None = None) -> RacePlan:
+        """From a grid's ``RaceConfig`` (None: the defaults); ``by`` overrides its axes."""
+        if cfg is None:
+            return cls(by=by or cls.by)
+        return cls(cfg.rungs, cfg.epochs, by or cfg.by, cfg.eta, cfg.level)
+
+
+@dataclass(frozen=True)
 class RunOptions:
     """Where cells are tracked and how they train.
 
@@ -35,6 +54,7 @@ class RunOptions:
     # this invocation (its driver, workers and tasks): a claim held by an earlier attempt of the
     # same session (a Ray task retried after its node died) is waited for, not left to "another"
     session: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    race: RacePlan | None = None  # train rung by rung, dropping the configurations beaten
 
     def resolved(self) -> RunOptions:
         """Absolute paths: workers and Ray tasks may run in another folder or on another node."""

@@ -16,7 +16,9 @@
 - **A worker that died** (segfault, SIGKILL, the kernel's OOM killer): its run is marked KILLED,
   its claim freed, and the cell retried up to ``retries`` times, resuming from its checkpoint;
   then FAILED with the reason.
-- **One line per outcome**: ✓ finished, ↷ skipped, ✗ failed.
+- **Racing** (``options.race``): raced cells train rung by rung and configurations beaten with
+  confidence are dropped (``tlbench.executor.racing``); a rung is a barrier per group only.
+- **One line per outcome**: ✓ finished, ↷ skipped, ✗ failed, ⏸ paused at a rung, ✂ raced out.
 """
 
 from __future__ import annotations
@@ -25,26 +27,15 @@ import contextlib
 import dataclasses
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from tlbench.executor.options import RunOptions
-from tlbench.executor.runner import OOM_REASON, OWN_ATTEMPT, CellOutcome
+from tlbench.executor.racing import DROPPED, Race
+from tlbench.executor.runner import OOM_REASON, OWN_ATTEMPT, CellOutcome, Task
 from tlbench.grid import Cell
 from tlbench.tracking import Tracker, tags
 
 OOM_PARAM = "oom_batch_size_from"
-
-
-@dataclass
-class Task:
-    """One cell to run, with what the policy added on the way (retries, a halved batch)."""
-
-    cell: Cell
-    attempts: int = 0  # worker deaths so far
-    params: dict[str, Any] = field(default_factory=dict)  # logged beside the cell's params
-    tags: dict[str, str] = field(default_factory=dict)
-    fresh_process: bool = False  # after an out-of-memory error
 
 
 def outcome_line(outcome: CellOutcome, seconds: float | None = None) -> str:
@@ -55,6 +46,10 @@ def outcome_line(outcome: CellOutcome, seconds: float | None = None) -> str:
         return f"[green]✓[/] {c.name}  test_acc {m['test_acc']:.4f}  best_val {m['best_val_acc']:.4f}{took}"
     if outcome.status == "SKIPPED":
         return f"[yellow]↷[/] {c.name}  {outcome.reason}"
+    if outcome.status == "PAUSED":
+        return f"[cyan]⏸[/] {c.name}  {outcome.reason} (best val {m['race_val_acc']:.4f})"
+    if outcome.status == DROPPED:
+        return f"[magenta]✂[/] {c.name}  {outcome.reason}"
     return f"[red]✗[/] {c.name}  {outcome.status}: {outcome.reason}"
 
 
@@ -88,6 +83,14 @@ class Schedule:
                 )
             else:
                 self.pending.append(Task(cell))
+        self.race: Race | None = None
+        if options.race is not None:
+            self.race = Race(
+                cells, options.race, tracker, options.experiment_id, options.variant, options.force
+            )
+            self.pending = deque(t for t in self.pending if t.cell.name not in self.race)
+            self.pending.extend(self.race.start())
+            self._take_dropped()
         self.skipped_before = len(self.outcomes)
 
     # ------------------------------------------------------------------------------------------
@@ -101,6 +104,7 @@ class Schedule:
             "running": len(self.running),
             "done": states.count("FINISHED"),
             "failed": states.count("FAILED"),
+            "dropped": states.count(DROPPED),
             "waiting": len(self.elsewhere),
         }
 
@@ -146,6 +150,9 @@ class Schedule:
             why = "its earlier attempt" if outcome.reason == OWN_ATTEMPT else "running in another process"
             self.say(f"  waiting for {task.cell.name} ({why})")
             self.elsewhere[task.cell.name] = task
+        elif outcome.status == "PAUSED":
+            self.say(outcome_line(outcome, seconds))
+            self._raced(outcome)
         else:
             self._record(outcome, seconds)
 
@@ -157,6 +164,20 @@ class Schedule:
     def _record(self, outcome: CellOutcome, seconds: float | None = None) -> None:
         self.outcomes[outcome.cell.name] = outcome
         self.say(outcome_line(outcome, seconds))
+        if outcome.status != DROPPED:
+            self._raced(outcome)
+
+    def _raced(self, outcome: CellOutcome) -> None:
+        """A raced cell came back: its group's next rung may start, and configurations drop."""
+        if self.race is None or outcome.cell.name not in self.race:
+            return
+        self.pending.extend(self.race.on_outcome(outcome))
+        self._take_dropped()
+
+    def _take_dropped(self) -> None:
+        assert self.race is not None
+        while self.race.dropped:
+            self._record(self.race.dropped.pop(0))
 
     def _halved(self, task: Task) -> Task:
         bs = task.cell.train.batch_size
@@ -165,7 +186,7 @@ class Schedule:
         cell = dataclasses.replace(task.cell, train=task.cell.train.model_copy(update={"batch_size": half}))
         params = {**task.params, OOM_PARAM: task.params.get(OOM_PARAM, bs)}  # what the grid asked for
         retry_tags = {**task.tags, tags.OOM_RETRY: f"batch size halved from {bs}"}
-        return Task(cell, task.attempts, params, retry_tags, fresh_process=True)
+        return Task(cell, task.attempts, params, retry_tags, fresh_process=True, pause_at=task.pause_at)
 
     # ------------------------------------------------------------------------------------------
     def poll_elsewhere(self) -> None:

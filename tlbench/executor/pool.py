@@ -109,6 +109,7 @@ def _worker_main(slot: Slot, tasks: Any, events: Any, options: RunOptions) -> No
                 on_run=lambda run_id, claim_id: events.put(("run", slot.index, run_id, claim_id)),
                 extra_params=task.params,
                 extra_tags=task.tags,
+                pause_at=task.pause_at,
             )
             outcome.pending = None
             events.put(("done", slot.index, outcome))

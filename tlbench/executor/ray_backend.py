@@ -52,7 +52,12 @@ def _ray_cell(task: Task, options: RunOptions) -> CellOutcome:
         torch.set_num_threads(1)
     options = dataclasses.replace(options, device="cuda" if gpu else "cpu")
     outcome = run_cell(
-        task.cell, Tracker(options.tracking_uri), options, extra_params=task.params, extra_tags=task.tags
+        task.cell,
+        Tracker(options.tracking_uri),
+        options,
+        extra_params=task.params,
+        extra_tags=task.tags,
+        pause_at=task.pause_at,
     )
     outcome.pending = None
     if outcome.status in ("FAILED", "KILLED") and outcome.reason != OOM_REASON:  # the policy reads that one

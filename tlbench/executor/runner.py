@@ -33,7 +33,7 @@ SIMULATE_OOM_ENV = "TLBENCH_SIMULATE_OOM_ABOVE"  # fault injection for tests: "O
 @dataclass
 class CellOutcome:
     cell: Cell
-    status: str  # FINISHED | FAILED | KILLED | SKIPPED | STOPPED (ended early on purpose)
+    status: str  # FINISHED | FAILED | KILLED | SKIPPED | STOPPED (ended early on purpose) | PAUSED (a rung)
     run_id: str | None = None
     metrics: dict[str, float] = field(default_factory=dict)
     reason: str = ""
@@ -43,6 +43,18 @@ class CellOutcome:
     def done(self) -> bool:
         """Does the cell have a FINISHED run (trained here, or found finished)?"""
         return self.status == "FINISHED" or (self.status == "SKIPPED" and self.reason == "finished")
+
+
+@dataclass
+class Task:
+    """One cell to run, with what the policy added on the way (retries, a halved batch, a rung)."""
+
+    cell: Cell
+    attempts: int = 0  # worker deaths so far
+    params: dict[str, Any] = field(default_factory=dict)  # logged beside the cell's params
+    tags: dict[str, str] = field(default_factory=dict)
+    fresh_process: bool = False  # after an out-of-memory error
+    pause_at: int | None = None  # racing: pause after this many epochs (None: train to the end)
 
 
 @dataclass(frozen=True)
@@ -156,7 +168,15 @@ def _open_run(
     )
 
 
-def _train(cell: Cell, tracker: Tracker, options: RunOptions, run: CellRun, reporter: Any, ckpt: Any) -> Any:
+def _train(
+    cell: Cell,
+    tracker: Tracker,
+    options: RunOptions,
+    run: CellRun,
+    reporter: Any,
+    ckpt: Any,
+    pause_at: int | None,
+) -> Any:
     import torch
 
     from tlbench.train import MultiReporter, fit
@@ -174,6 +194,7 @@ def _train(cell: Cell, tracker: Tracker, options: RunOptions, run: CellRun, repo
             reporter=MultiReporter(run, reporter),
             device=options.device,
             checkpoint=ckpt,
+            pause_at=pause_at,
             **options.fit_options(),
         )
 
@@ -189,6 +210,7 @@ def run_cell(
     extra_params: dict[str, Any] | None = None,
     extra_tags: dict[str, str] | None = None,
     on_run: Callable[[str, str | None], None] | None = None,
+    pause_at: int | None = None,
 ) -> CellOutcome:
     """Train one cell into its MLflow run and say how it ended.
 
@@ -196,6 +218,8 @@ def run_cell(
     checkpoint is continued (same run, metrics go on) instead of starting a new one; the training
     state is checkpointed every epoch and dropped once the run is FINISHED. ``on_run(run_id,
     claim_id)`` is told as soon as the run exists (a pool's parent cleans up after dead workers).
+    ``pause_at`` (a racing rung): stop after that many epochs, the run SCHEDULED and its
+    checkpoint kept (outcome PAUSED, with the best validation accuracy so far).
     """
     from tlbench.checkpoint import Checkpointer, checkpoint_root
 
@@ -222,20 +246,30 @@ def run_cell(
         release()
 
     try:
-        result = _train(cell, tracker, options, run, reporter, ckpt)
+        result = _train(cell, tracker, options, run, reporter, ckpt, pause_at)
     except BaseException as err:
-        return _ended(cell, run, err, cleanup, release)
+        return _ended(cell, run, err, cleanup, release, pause_at)
     pending = run.finish(result, background=background_finish, light=trial is not None, then=cleanup)
     return CellOutcome(cell, "FINISHED", run.run_id, result.final_metrics(), pending=pending)
 
 
 def _ended(
-    cell: Cell, run: CellRun, err: BaseException, cleanup: Callable[[], None], release: Callable[[], None]
+    cell: Cell,
+    run: CellRun,
+    err: BaseException,
+    cleanup: Callable[[], None],
+    release: Callable[[], None],
+    pause_at: int | None = None,
 ) -> CellOutcome:
     """The run of a cell that did not finish, ended with its reason; Ctrl-C passes on."""
     import torch
 
-    from tlbench.train import NonFiniteLossError, StopTraining
+    from tlbench.train import NonFiniteLossError, RungReached, StopTraining
+
+    if isinstance(err, RungReached):  # a racing rung: the checkpoint stays for the next one
+        run.pause(err.metrics(), f"epoch {err.epoch} of {cell.train.epochs}")
+        release()
+        return CellOutcome(cell, "PAUSED", run.run_id, err.metrics(), f"paused after epoch {err.epoch}")
 
     if isinstance(err, (KeyboardInterrupt, SystemExit)):
         run.fail("KILLED", "interrupted")  # its checkpoint stays: the next run continues it

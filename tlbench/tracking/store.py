@@ -165,8 +165,9 @@ class Tracker:
         self.client.set_terminated(run.info.run_id, "KILLED")
 
     def resumable_run(self, experiment_id: str, cell: Cell, variant: str | None = None) -> Any | None:
-        """The cell's newest run if it was KILLED (interrupted, reaped, its worker died) or is
-        RUNNING without a heartbeat: the next attempt continues it from its checkpoint."""
+        """The cell's newest run if it was KILLED (interrupted, reaped, its worker died), is
+        RUNNING without a heartbeat, or is SCHEDULED (paused or dropped by a race: the executor
+        decides whether to continue it): the next attempt continues it from its checkpoint."""
         runs = self.client.search_runs(
             [experiment_id],
             filter_string=f"tags.`{tags.CELL_ID}` = '{cell.id}'",
@@ -179,7 +180,7 @@ class Tracker:
             if run.info.status == "RUNNING" and is_stale(last_beat(run)):  # the caller holds the claim
                 self._kill_stale(run, "stale: its process is gone")
                 return self.client.get_run(run.info.run_id)
-            return run if run.info.status == "KILLED" else None
+            return run if run.info.status in ("KILLED", "SCHEDULED") else None
         return None
 
     def reap_stale(self, experiment_id: str, stale_after_s: float | None = None) -> list[str]:
@@ -216,13 +217,17 @@ class Tracker:
         return cell_run
 
     def reopen_cell(self, run: Any, cell: Cell) -> CellRun:
-        """Continue a KILLED run: RUNNING again, its failure reason cleared, resumes counted."""
+        """Continue a KILLED or SCHEDULED run: RUNNING again, its failure reason and race state
+        cleared (the rung it reached stays), resumes counted."""
         from mlflow.exceptions import MlflowException
 
         run_id = run.info.run_id
         self.client.update_run(run_id, status="RUNNING")
-        with contextlib.suppress(MlflowException):
-            self.client.delete_tag(run_id, tags.REASON)
+        for key in (tags.REASON, tags.RACE, tags.RACE_RULE, tags.RACE_LEADER, tags.RACE_REASON):
+            if key not in run.data.tags:
+                continue
+            with contextlib.suppress(MlflowException):
+                self.client.delete_tag(run_id, key)
         self.client.set_tag(run_id, tags.RESUMES, str(int(run.data.tags.get(tags.RESUMES, "0")) + 1))
         self.client.set_tag(run_id, tags.PID, str(os.getpid()))
         self.client.set_tag(run_id, tags.HOST, socket.gethostname())
@@ -371,6 +376,17 @@ class CellRun:
         if note:
             self.set_tag(tags.NOTE, note[:5000])
         self.client.set_terminated(self.run_id, status)
+
+    def pause(self, metrics: dict[str, float], rung: str) -> None:
+        """Between racing rungs: SCHEDULED (continued by the next rung, never taken for a crash or
+        a result), its checkpoint kept, the compute so far logged."""
+        self._heartbeat.stop()
+        try:
+            self.log_metrics(metrics, step=int(metrics.get("epochs_trained", 0)))
+            self.set_tag(tags.RACE, tags.PAUSED)
+            self.set_tag(tags.RACE_RUNG, rung)
+        finally:
+            self.client.set_terminated(self.run_id, "SCHEDULED")
 
     def fail(self, status: str, reason: str) -> None:
         """Mark FAILED or KILLED with the reason as a tag; never leave the run RUNNING."""

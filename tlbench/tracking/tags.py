@@ -26,6 +26,14 @@ NOTE = "tlbench.note"
 SOURCE_RUN_ID = "tlbench.source_run_id"  # the run whose checkpoint a cell:/run: backbone loaded
 OOM_RETRY = "tlbench.oom_retry"
 GRID_REPORT = "tlbench.grid_report"  # the grid's parent run holding `tlbench report`'s files
+# racing (tlbench.executor.racing): a paused or dropped cell's run is SCHEDULED (neither a crash,
+# which is KILLED and resumed, nor a result, which is FINISHED) with these tags
+RACE = "tlbench.race"  # paused | dropped
+RACE_RUNG = "tlbench.race_rung"  # e.g. "1/2 (epoch 2 of 18)": the rung it reached
+RACE_RULE = "tlbench.race_rule"  # confidence | halving (dropped)
+RACE_LEADER = "tlbench.race_leader"  # the configuration it lost to (dropped)
+RACE_REASON = "tlbench.race_reason"  # the numbers of the decision (dropped)
+PAUSED, DROPPED = "paused", "dropped"
 GIT_COMMIT = "mlflow.source.git.commit"
 PARENT_RUN_ID = "mlflow.parentRunId"
 

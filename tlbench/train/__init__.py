@@ -8,7 +8,14 @@ from __future__ import annotations
 
 from tlbench.train.evaluation import adapt_batchnorm, evaluate, extract_features
 from tlbench.train.fitting import fit
-from tlbench.train.result import MultiReporter, NonFiniteLossError, Reporter, Result, StopTraining
+from tlbench.train.result import (
+    MultiReporter,
+    NonFiniteLossError,
+    Reporter,
+    Result,
+    RungReached,
+    StopTraining,
+)
 from tlbench.train.setup import can_cache_features, pick_device, seed_everything
 from tlbench.train.state import TrainState
 
@@ -17,6 +24,7 @@ __all__ = [
     "NonFiniteLossError",
     "Reporter",
     "Result",
+    "RungReached",
     "StopTraining",
     "TrainState",
     "adapt_batchnorm",

@@ -22,7 +22,7 @@ from tlbench.optim import build_optimizer, build_scheduler
 from tlbench.strategies import Phase, apply_phase, set_train_mode
 from tlbench.train.evaluation import adapt_batchnorm, evaluate, extract_features
 from tlbench.train.loop import EpochTimer, NonFiniteWatch, Step, train_one_epoch
-from tlbench.train.result import NullReporter, Reporter, Result
+from tlbench.train.result import NullReporter, Reporter, Result, RungReached
 from tlbench.train.setup import Setup, prepare
 from tlbench.train.state import TrainState, rng_states, set_rng_states
 
@@ -38,6 +38,7 @@ def fit(
     compile: bool = False,
     cudnn_benchmark: bool = True,
     checkpoint: Checkpointer | None = None,
+    pause_at: int | None = None,
 ) -> Result:
     """Train ``cell`` on ``data``; evaluate the best-val checkpoint on test.
 
@@ -45,9 +46,17 @@ def fit(
     computed once (several times faster, same result). ``compile``: ``torch.compile`` the model.
     ``checkpoint``: the state is saved there after every epoch, and training resumes from what
     it holds (model, optimizer, schedule, RNG states, history, best so far): on the CPU a resumed
-    cell ends exactly as an uninterrupted one.
+    cell ends exactly as an uninterrupted one. ``pause_at``: stop after that many epochs with
+    ``RungReached`` (a racing rung; the schedule is still the full epochs'), at once if the
+    checkpoint is already there.
     """
     rep = reporter or NullReporter()
+    saved = checkpoint.load() if checkpoint is not None else None
+    state = TrainState.from_checkpoint(saved) if saved else TrainState()
+    state.pause_at = pause_at
+    state.start_clock()
+    if state.pauses_now(cell.train.epochs):  # trained this far before: nothing to train twice
+        raise RungReached(state.epoch, state.best_acc, state.device_time)
     s = prepare(
         cell,
         data,
@@ -57,8 +66,6 @@ def fit(
         compile=compile,
         cudnn_benchmark=cudnn_benchmark,
     )
-    saved = checkpoint.load() if checkpoint is not None else None
-    state = TrainState.from_checkpoint(saved) if saved else TrainState()
     trainable, total = apply_phase(s.model, s.phases[0])
     state.max_trainable = state.max_trainable or trainable
     rep.on_start(_start_info(s, data, trainable, total, saved, compile))
@@ -214,6 +221,8 @@ def _run_phase(
                 )
             )
         rep.on_epoch(state.epoch - 1, metrics)
+        if state.pauses_now(cell.train.epochs):
+            raise RungReached(state.epoch, state.best_acc, state.tick())
 
 
 def _result(cell: Cell, s: Setup, data: DatasetSplits, state: TrainState, total: int) -> Result:
@@ -245,4 +254,5 @@ def _result(cell: Cell, s: Setup, data: DatasetSplits, state: TrainState, total:
         device=str(s.device),
         best_state=state.best_state,
         info=info,
+        device_s=state.tick(),
     )

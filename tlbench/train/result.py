@@ -24,6 +24,23 @@ class StopTraining(Exception):
     """Raised by a reporter to end a cell early on purpose (e.g. a pruned trial); not a failure."""
 
 
+class RungReached(Exception):
+    """``fit`` reached the epoch it was asked to pause at (a racing rung): its checkpoint holds the
+    state to continue from; ``best_val_acc`` is the best validation accuracy so far."""
+
+    def __init__(self, epoch: int, best_val_acc: float, device_s: float):
+        super().__init__(f"paused after epoch {epoch} (best val acc {best_val_acc:.4f})")
+        self.epoch, self.best_val_acc, self.device_s = epoch, best_val_acc, device_s
+
+    def metrics(self) -> dict[str, float]:
+        """What the paused run logs: the value the race decides on and the compute spent so far."""
+        return {
+            "race_val_acc": self.best_val_acc,
+            "epochs_trained": float(self.epoch),
+            "device_s": self.device_s,
+        }
+
+
 class Reporter(Protocol):
     """Where ``fit`` sends progress. Every method is optional in spirit: implement as no-ops."""
 
@@ -74,6 +91,7 @@ class Result:
     device: str
     best_state: dict[str, torch.Tensor] = field(repr=False)
     info: dict[str, Any] = field(default_factory=dict)
+    device_s: float = 0.0  # wall time the cell held its device, over every attempt (cost accounting)
 
     @property
     def per_class_acc(self) -> np.ndarray:
@@ -91,4 +109,6 @@ class Result:
             "images_per_s": self.images_per_s,
             "params_trainable": float(self.params_trainable),
             "params_total": float(self.params_total),
+            "epochs_trained": float(len(self.history)),
+            "device_s": self.device_s,
         }

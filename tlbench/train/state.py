@@ -9,6 +9,7 @@ uninterrupted one.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,6 +60,23 @@ class TrainState:
     phase_epoch: int = 0
     updates: int = 0
     saved: dict[str, Any] | None = None
+    # wall time on the device over every attempt: ``device_time`` as of the last checkpoint, and
+    # this attempt's clock (``tick`` brings it up to date)
+    device_time: float = 0.0
+    pause_at: int | None = None  # a racing rung: stop after this many epochs (checkpoint kept)
+    _clock: tuple[float, float] = (0.0, 0.0)
+
+    def start_clock(self) -> None:
+        self._clock = (time.perf_counter(), self.device_time)
+
+    def tick(self) -> float:
+        started, base = self._clock
+        self.device_time = base + time.perf_counter() - started
+        return self.device_time
+
+    def pauses_now(self, total_epochs: int) -> bool:
+        """Has the cell reached its rung (and not its last epoch, which finishes it instead)?"""
+        return self.pause_at is not None and self.pause_at <= self.epoch < total_epochs
 
     def record(self, metrics: dict[str, float], model: nn.Module) -> None:
         """One more epoch: into the history, and its weights kept if its val accuracy is the best."""
@@ -100,6 +118,7 @@ class TrainState:
             "train_time": self.train_time,
             "images_seen": self.images_seen,
             "max_trainable": self.max_trainable,
+            "device_time": self.tick(),
         }
 
     @classmethod
@@ -116,5 +135,6 @@ class TrainState:
             phase=int(ckpt["phase"]),
             phase_epoch=int(ckpt["phase_epoch"]),
             updates=int(ckpt["updates"]),
+            device_time=float(ckpt.get("device_time", 0.0)),  # absent before racing (#18)
             saved={k: ckpt[k] for k in ("model", "optimizer", "scheduler", "rng")},
         )
