@@ -94,15 +94,17 @@ def _jpeg(path: Path, colour: tuple[int, int, int], size: tuple[int, int] = (40,
 
 
 def write_dtd(data_dir: Path, classes: int = 3, per_split: int = 4) -> Path:
-    """A DTD tree in torchvision's layout (``DTD/dtd/dtd/{images,labels}``), partition 1: class k's
-    images are one flat colour, so a model or a test can tell them apart."""
+    """A DTD tree in torchvision's layout (``DTD/dtd/dtd/{images,labels}``), partition 1: every image
+    one flat colour of its own (red says its class)."""
     base = data_dir / "torchvision" / "DTD" / "dtd" / "dtd"
+    n = 0
     for split in ("train", "val", "test"):
         lines = []
         for c in range(classes):
             for i in range(per_split):
                 name = f"texture{c}/{split}_{i}.jpg"
-                _jpeg(base / "images" / name, (60 * c, 255 - 60 * c, 20 * i))
+                n += 1  # every image its own colour: a split's images can be told from another's
+                _jpeg(base / "images" / name, (60 * c, 4 * (n % 64), 4 * (n // 64)))
                 lines.append(name)
         (base / "labels").mkdir(parents=True, exist_ok=True)
         (base / "labels" / f"{split}1.txt").write_text("\n".join(lines) + "\n")
@@ -120,7 +122,9 @@ def write_pets(data_dir: Path, breeds: int = 3, trainval: int = 12, test: int = 
             for _ in range(count):
                 n += 1
                 image_id = f"breed_{chr(97 + b)}_{n}"
-                _jpeg(base / "images" / f"{image_id}.jpg", (80 * b, 40, 255 - 80 * b), size=(30, 50))
+                _jpeg(
+                    base / "images" / f"{image_id}.jpg", (80 * b, 4 * (n % 64), 4 * (n // 64)), size=(30, 50)
+                )
                 lines.append(f"{image_id} {b + 1} {1 + b % 2} 1")
         (base / "annotations" / f"{split}.txt").write_text("\n".join(lines) + "\n")
     return base

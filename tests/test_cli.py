@@ -409,3 +409,13 @@ def test_out_of_memory_is_retried_with_half_the_batch(write_grid, store, monkeyp
     failed = [r for r in runs if r.info.status == "FAILED"]
     assert len(failed) == 2 and all(r.data.tags["tlbench.failure_reason"].startswith("oom") for r in failed)
     assert {r.data.params["batch_size"] for r in failed} == {"64", "32"}
+
+
+@pytest.mark.parametrize("grid", ["kornblith12", "fewshot", "vtab1k"])
+def test_the_transfer_grids_validate_offline_with_entries_to_download(grid, tmp_path, monkeypatch):
+    monkeypatch.setenv("TLBENCH_OFFLINE", "1")
+    result = CliRunner().invoke(main, ["validate", "--grid", grid, "--no-build", "--data-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "to be downloaded" in result.output and "is valid" in result.output
+    if grid == "kornblith12":
+        assert "placed by hand" in result.output and "StanfordCars" in result.output

@@ -41,3 +41,23 @@ def test_ls_prints_the_total(write_grid):
     result = CliRunner().invoke(main, ["ls", "--grid", str(write_grid())])
     assert result.exit_code == 0
     assert "TFLOP of training" in result.output and "GPU-hours" in result.output
+
+
+def test_torchvision_sets_and_sizes_are_estimated():
+    from tlbench.estimate import train_images
+
+    raw = {
+        "train": {"epochs": 1},
+        "datasets": [
+            "dtd",  # its own val split: all 1880 train images
+            "pets",  # val carved: 90 % of 3680
+            {"name": "flowers102", "train": {"shots": 5}},
+            {"name": "cifar100", "train": {"train_examples": 1000}},
+        ],
+        "backbones": [{"name": "test_resnet", "weights": "none"}],
+        "strategies": ["finetune"],
+        "optimizers": ["sgd"],
+        "augmentations": ["none"],
+    }
+    n = {c.labels["dataset"]: train_images(c) for c in expand(parse_grid(raw))}
+    assert n == {"dtd": 1880, "pets": 3312, "flowers102-5shot": 510, "cifar100-1000ex": 800}

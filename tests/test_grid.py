@@ -167,3 +167,37 @@ def test_reported_numbers_attach_by_glob_and_leave_ids_alone():
         "digits/test_resnet/finetune/adamw/none",
     }
     assert marked[0].reported == {"test_acc": 0.9, "source": "seed 000"}
+
+
+def _sized(**dataset_train):
+    raw = dict(GRID, datasets=[{"name": "digits", "train": dataset_train}], strategies=["finetune"])
+    raw["optimizers"] = ["sgd"]
+    return expand(parse_grid(raw))
+
+
+def test_sizes_enter_the_id_and_label_only_when_set():
+    plain, shot, shot_again, ex = _sized(), _sized(shots=5), _sized(shots=5), _sized(train_examples=1000)
+    assert plain[0].name.startswith("digits/") and shot[0].name.startswith("digits-5shot/")
+    assert ex[0].name.startswith("digits-1000ex/")
+    assert len({plain[0].id, shot[0].id, ex[0].id}) == 3 and shot[0].id == shot_again[0].id
+    assert _sized(shots=None)[0].id == plain[0].id  # an explicit null is the unset default
+    assert shot[0].flat_params()["shots"] == "5" and plain[0].flat_params()["shots"] == ""
+
+
+def test_sizes_with_seeds_give_each_replicate_its_own_draw_seed():
+    raw = dict(GRID, seeds=3, datasets=[{"name": "digits", "train": {"shots": 2}}], strategies=["finetune"])
+    cells = expand(parse_grid(dict(raw, optimizers=["sgd"])))
+    assert [c.train.seed for c in cells] == [0, 1, 2] and {c.train.shots for c in cells} == {2}
+
+
+def test_two_sizes_in_one_entry_or_across_layers_are_spec_errors():
+    raw = dict(GRID, datasets=[{"name": "digits", "train": {"subset": 0.5, "shots": 2}}])
+    with pytest.raises(SpecError) as info:
+        parse_grid(raw, file="g.yaml")
+    assert info.value.loc == "datasets[0].train" and "subset and shots" in info.value.detail
+    raw = dict(GRID, train={"subset": 0.5}, datasets=[{"name": "digits", "train": {"train_examples": 100}}])
+    with pytest.raises(SpecError) as info:
+        expand(parse_grid(raw, file="g.yaml"), "g.yaml")
+    assert "cell digits-100ex/" in str(info.value) and "subset and train_examples" in str(info.value)
+    raw["datasets"] = [{"name": "digits", "train": {"train_examples": 100, "subset": None}}]
+    assert expand(parse_grid(raw))[0].train.train_examples == 100  # unset in a later layer: fine
