@@ -54,10 +54,11 @@ def outcome_line(outcome: CellOutcome, seconds: float | None = None) -> str:
 
 
 def reap_stale_runs(tracker: Tracker, experiment_id: str, say: Callable[[str], None]) -> None:
-    """Before anything runs: RUNNING runs whose process is gone (no heartbeat) are marked KILLED."""
+    """Before anything runs: RUNNING runs whose process is gone (its PID on this host, or no
+    heartbeat: ``Tracker.reap_stale``) are marked KILLED."""
     reaped = tracker.reap_stale(experiment_id)
     if reaped:
-        say(f"[yellow]marked {len(reaped)} run(s) KILLED whose process is gone (no heartbeat)[/]")
+        say(f"[yellow]marked {len(reaped)} run(s) KILLED whose process is gone (its pid or its heartbeat)[/]")
 
 
 class Schedule:
