@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 
 from helpers import make_cell, make_result
 from mlflow.tracking import MlflowClient
 
-from tlbench.tracking import Tracker
+from tlbench.tracking import Tracker, tags
 
 
 def test_background_finish_completes_only_after_then_has_run(store):
@@ -45,3 +46,52 @@ def test_then_runs_even_when_writing_artifacts_fails(store):
         status.info.status == "FAILED"
         and "writing artifacts failed" in status.data.tags["tlbench.failure_reason"]
     )
+
+
+def test_a_cell_run_logs_its_dataset_and_system_metrics(store, monkeypatch):
+    """The UI's Dataset column and system metrics tab, without training: the Reporter calls."""
+    monkeypatch.delenv("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING", raising=False)
+    cell = make_cell(grid="trk", dataset={"name": "digits", "train": {"subset": 0.1}})
+    tracker = Tracker(store)
+    run = tracker.start_cell(tracker.experiment_id("trk"), cell)
+    info = {"train_size": 129, "val_size": 143, "test_size": 359, "num_classes": 10, "device": "cpu"}
+    run.on_start(info)
+    run.on_start(info)  # a second start (the same process) logs it once
+    run.end("FINISHED")
+    got = MlflowClient(store).get_run(run.run_id)
+    (ds_input,) = got.inputs.dataset_inputs
+    ds = ds_input.dataset
+    assert ds.name == "digits-10pct" and len(ds.digest) == 16 and ds.source_type == "tlbench"
+    assert json.loads(ds.profile) == {
+        "num_rows": 129,
+        "train": 129,
+        "val": 143,
+        "test": 359,
+        "num_classes": 10,
+    }
+    assert {t.key: t.value for t in ds_input.tags} == {"mlflow.data.context": "train"}
+    system = {k for k in got.data.metrics if k.startswith("system/")}
+    assert {"system/cpu_utilization_percentage", "system/system_memory_usage_megabytes"} <= system
+    assert got.info.run_name == "digits-10pct/test_resnet/scratch/sgd/none"
+
+    monkeypatch.setenv("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING", "false")  # --no-system-metrics
+    off = tracker.start_cell(tracker.experiment_id("trk"), make_cell("linear_probe", grid="trk"))
+    off.end("FINISHED")
+    got = MlflowClient(store).get_run(off.run_id)
+    assert not any(k.startswith("system/") for k in got.data.metrics)
+    assert got.info.run_name == "synthetic/test_resnet/lp/sgd/none"  # short: the axes are columns
+
+
+def test_the_claims_experiment_is_internal_and_listed_last(store):
+    client = MlflowClient(store)
+    legacy = client.create_experiment(tags.LEGACY_CLAIMS_EXPERIMENT)  # a store from before #16
+    tracker = Tracker(store)
+    grid = tracker.experiment_id("mine")
+    claims = client.get_experiment_by_name(tags.CLAIMS_EXPERIMENT)
+    assert claims.tags[tags.EXPERIMENT_NOTE].startswith("tlbench's internal bookkeeping")
+    assert client.get_experiment(legacy).lifecycle_stage == "deleted"  # no live claim: retired
+    listed = [e.name for e in client.search_experiments(order_by=["last_update_time DESC"])]
+    assert listed.index("mine") < listed.index(tags.CLAIMS_EXPERIMENT)  # the UI's default order
+    assert sorted(["mine", "zoo", tags.CLAIMS_EXPERIMENT])[-1] == tags.CLAIMS_EXPERIMENT  # by name
+    exp = client.get_experiment(grid)
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"

@@ -6,13 +6,16 @@ Contract (every executor and every store relies on it):
   same (experiment, cell, variant) at once, on one machine or many, on a local SQLite store or a
   shared MLflow server; all others get ``None``. It also returns ``None`` when the cell already
   has a FINISHED run (unless ``force``), so a caller that got a claim must train.
-- A claim is a run in the ``tlbench-claims`` experiment, tagged with the key
-  ``experiment/cell/variant`` and a heartbeat (``tlbench.tracking.heartbeat``). Every claimant
+- A claim is a run in the internal ``zz-tlbench-internal-claims`` experiment, tagged with the key
+  ``experiment/cell/variant``, its owner (host identity, PID, start time) and a heartbeat
+  (``tlbench.tracking.heartbeat``). Every claimant
   creates its claim run, waits ``claim_grace`` (clock skew between machines), then looks at the
   live claims of the key: the earliest (start time, then run id) wins, and a claim already
   marked as won always wins. All claimants read the same rows of one store, so they agree.
-- A claim whose heartbeat went stale belongs to a dead process: any claimant deletes it, and the
-  cell's run is resumed by the winner (``Tracker.resumable_run``).
+- A claim whose heartbeat went stale, or whose owner is provably gone from this very host and PID
+  namespace (``heartbeat.owner_gone``: a SIGKILLed run restarted at once), belongs to a dead
+  process: any claimant deletes it, and the cell's run is resumed by the winner
+  (``Tracker.resumable_run``).
 - ``Claim.release()`` deletes the claim run; it is called once the cell's run is FINISHED,
   FAILED or KILLED, so a released cell is never also RUNNING without a live claim.
 
@@ -28,7 +31,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from tlbench.tracking import tags
-from tlbench.tracking.heartbeat import Heartbeat, is_stale
+from tlbench.tracking.heartbeat import Heartbeat, is_dead, owner_tags
 
 if TYPE_CHECKING:
     from tlbench.grid import Cell
@@ -72,8 +75,32 @@ class Claim:
             self.client.delete_run(self.run_id)
 
 
-def _claims_experiment(tracker: Tracker) -> str:
-    return tracker.experiment(tags.CLAIMS_EXPERIMENT, {})
+def _alive(run: Any, now: float | None = None) -> bool:
+    return not is_dead(run.data.tags, last_beat(run), now)
+
+
+CLAIMS_NOTE = (
+    "tlbench's internal bookkeeping, not results: one short-lived run per cell being trained "
+    "anywhere (exactly once). Safe to ignore; its runs delete themselves."
+)
+
+
+def claims_experiment(tracker: Tracker) -> str:
+    """The claims' experiment, created on first use (before any grid's, so the UI's newest-first
+    list shows it last); the pre-#16 ``tlbench-claims`` is retired then if no live claim is in it."""
+    from mlflow.exceptions import MlflowException
+
+    exp = tracker.client.get_experiment_by_name(tags.CLAIMS_EXPERIMENT)
+    if exp is not None and exp.lifecycle_stage == "active":
+        return exp.experiment_id
+    exp_id = tracker.experiment(tags.CLAIMS_EXPERIMENT, {tags.EXPERIMENT_NOTE: CLAIMS_NOTE})
+    legacy = tracker.client.get_experiment_by_name(tags.LEGACY_CLAIMS_EXPERIMENT)
+    if legacy is not None and legacy.lifecycle_stage == "active":
+        running = tracker.client.search_runs([legacy.experiment_id], "attributes.status = 'RUNNING'")
+        if not any(_alive(r) for r in running):
+            with contextlib.suppress(MlflowException):
+                tracker.client.delete_experiment(legacy.experiment_id)
+    return exp_id
 
 
 def _live_claims(tracker: Tracker, claims_exp: str, key: str, own: str | None = None) -> list[Any]:
@@ -85,7 +112,7 @@ def _live_claims(tracker: Tracker, claims_exp: str, key: str, own: str | None = 
     )
     now, live = time.time(), []
     for r in rivals:
-        if not is_stale(last_beat(r), now):
+        if _alive(r, now):
             live.append(r)
         elif r.info.run_id != own:  # its process is gone: clear the way
             with contextlib.suppress(MlflowException):
@@ -107,11 +134,11 @@ def claim(
     if not force and cell.id in tracker.finished_runs(experiment_id, variant=variant):
         return None
     key = claim_key(experiment_id, cell.id, variant)
-    claims_exp = _claims_experiment(tracker)
+    claims_exp = claims_experiment(tracker)
     run = tracker.client.create_run(
         claims_exp,
         run_name=cell.name,
-        tags={tags.CLAIM: key, tags.PID: str(os.getpid()), tags.CLAIM_SESSION: session},
+        tags={tags.CLAIM: key, tags.CLAIM_SESSION: session, **owner_tags()},
     )
     held = Claim(tracker.client, run.info.run_id)
     grace = claim_grace(tracker.uri)
@@ -141,9 +168,7 @@ def holder_session(
     rivals = tracker.client.search_runs(
         [exp.experiment_id], filter_string=f"tags.`{tags.CLAIM}` = '{key}' and attributes.status = 'RUNNING'"
     )
-    live = sorted(
-        (r for r in rivals if not is_stale(last_beat(r))), key=lambda r: (r.info.start_time, r.info.run_id)
-    )
+    live = sorted((r for r in rivals if _alive(r)), key=lambda r: (r.info.start_time, r.info.run_id))
     return live[0].data.tags.get(tags.CLAIM_SESSION, "") if live else None
 
 
@@ -156,4 +181,4 @@ def is_claimed(tracker: Tracker, experiment_id: str, cell_id: str, variant: str 
     rivals = tracker.client.search_runs(
         [exp.experiment_id], filter_string=f"tags.`{tags.CLAIM}` = '{key}' and attributes.status = 'RUNNING'"
     )
-    return any(not is_stale(last_beat(r)) for r in rivals)
+    return any(_alive(r) for r in rivals)

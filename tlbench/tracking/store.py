@@ -10,20 +10,20 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-import socket
 import subprocess
 import time
-from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import tlbench
 from tlbench.interrupts import UninterruptedClient
 from tlbench.tracking import tags
-from tlbench.tracking.artifacts import CHECKPOINT_ARTIFACT, write_artifacts
-from tlbench.tracking.claims import Claim, claim, is_claimed, last_beat
-from tlbench.tracking.heartbeat import Heartbeat, is_stale
+from tlbench.tracking.artifacts import CHECKPOINT_ARTIFACT
+from tlbench.tracking.cellrun import CellRun
+from tlbench.tracking.claims import Claim, claim, claims_experiment, is_claimed, last_beat
+from tlbench.tracking.heartbeat import is_dead, is_stale, owner_gone, owner_tags
+from tlbench.tracking.view import experiment_view_tags, short_run_name
 
 if TYPE_CHECKING:
     from tlbench.grid import Cell
@@ -94,8 +94,10 @@ class Tracker:
         return self._writer
 
     def experiment_id(self, grid: str) -> str:
-        """The grid's experiment, created on first use (safe if two processes race to create it)."""
-        return self.experiment(grid, {tags.GRID: grid})
+        """The grid's experiment, created on first use (safe if two processes race to create it),
+        after the internal claims' one (so that one sorts last), tagged for MLflow's training UI."""
+        claims_experiment(self)
+        return self.experiment(grid, {tags.GRID: grid, **experiment_view_tags()})
 
     def experiment(self, name: str, experiment_tags: dict[str, str]) -> str:
         """An experiment's id, created (or restored from the bin) on first use."""
@@ -177,21 +179,28 @@ class Tracker:
         for run in runs:
             if run.data.tags.get(tags.VARIANT) != variant:
                 continue
-            if run.info.status == "RUNNING" and is_stale(last_beat(run)):  # the caller holds the claim
+            dead = run.info.status == "RUNNING" and is_dead(run.data.tags, last_beat(run))
+            if dead:  # the caller holds the claim
                 self._kill_stale(run, "stale: its process is gone")
                 return self.client.get_run(run.info.run_id)
             return run if run.info.status in ("KILLED", "SCHEDULED") else None
         return None
 
     def reap_stale(self, experiment_id: str, stale_after_s: float | None = None) -> list[str]:
-        """Mark KILLED every RUNNING cell run whose heartbeat stopped: its process is gone
-        (SIGKILL, OOM-kill, a lost node), and a run must never stay RUNNING for ever."""
+        """Mark KILLED every RUNNING cell run whose process is gone (SIGKILL, OOM-kill, a lost
+        node): at once when it was on this host and its PID is gone, else once its heartbeat
+        stopped; a run must never stay RUNNING for ever."""
         now, reaped = time.time(), []
         for run in self.runs(experiment_id, "RUNNING"):
-            if is_stale(last_beat(run), now, stale_after_s):
+            if owner_gone(run.data.tags):
+                pid = run.data.tags.get(tags.PID)
+                self._kill_stale(run, f"its process (pid {pid} on this host) is gone")
+            elif is_stale(last_beat(run), now, stale_after_s):
                 silent = now - last_beat(run)
                 self._kill_stale(run, f"stale: no heartbeat for {silent:.0f}s (its process is gone)")
-                reaped.append(run.info.run_id)
+            else:
+                continue
+            reaped.append(run.info.run_id)
         return reaped
 
     # cell runs ---------------------------------------------------------------------------------
@@ -210,7 +219,7 @@ class Tracker:
         """A RUNNING run for ``cell`` (nested under ``parent_run_id`` if given) with its params."""
         run_tags = _cell_tags(cell, grid_file, variant, parent_run_id)
         run_tags.update(tags or {})
-        run_name = run_name or (cell.name if not variant else f"{cell.name} [{variant}]")
+        run_name = run_name or short_run_name(cell, variant)
         run = self.client.create_run(experiment_id, run_name=run_name, tags=run_tags)
         cell_run = CellRun(self, run.info.run_id, cell)
         cell_run.log_params({**cell.flat_params(), **(params or {})})
@@ -229,9 +238,7 @@ class Tracker:
             with contextlib.suppress(MlflowException):
                 self.client.delete_tag(run_id, key)
         self.client.set_tag(run_id, tags.RESUMES, str(int(run.data.tags.get(tags.RESUMES, "0")) + 1))
-        self.client.set_tag(run_id, tags.PID, str(os.getpid()))
-        self.client.set_tag(run_id, tags.HOST, socket.gethostname())
-        cell_run = CellRun(self, run_id, cell)
+        cell_run = CellRun(self, run_id, cell, resumed=True)  # its first heartbeat names this owner
         cell_run.known_params = dict(run.data.params)
         return cell_run
 
@@ -270,8 +277,7 @@ def _cell_tags(
         tags.CELL: cell.name,
         tags.CONFIG_ID: cell.config_id or cell.id,
         tags.VERSION: tlbench.__version__,
-        tags.PID: str(os.getpid()),
-        tags.HOST: socket.gethostname(),
+        **owner_tags(),
     }
     optional = {
         tags.GIT_COMMIT: _git_commit(),
@@ -281,117 +287,3 @@ def _cell_tags(
     }
     out.update({k: v for k, v in optional.items() if v})
     return out
-
-
-class CellRun:
-    """One cell's MLflow run; also the ``Reporter`` that ``train.fit`` sends epochs to."""
-
-    def __init__(self, tracker: Tracker, run_id: str, cell: Cell):
-        self.tracker = tracker
-        self.client = tracker.client
-        self.run_id = run_id
-        self.cell = cell
-        self.known_params: dict[str, str] = {}  # already logged (a resumed run): not logged again
-        self._heartbeat = Heartbeat(lambda: self.client.set_tag(run_id, tags.HEARTBEAT, f"{time.time():.0f}"))
-
-    def set_tag(self, key: str, value: str) -> None:
-        self.client.set_tag(self.run_id, key, value)
-
-    def log_params(self, params: dict[str, Any]) -> None:
-        from mlflow.entities import Param
-
-        items = [Param(k, str(v)[:6000]) for k, v in params.items() if k not in self.known_params]
-        for i in range(0, len(items), 100):
-            self.client.log_batch(self.run_id, params=items[i : i + 100])
-
-    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
-        from mlflow.entities import Metric
-
-        ts = int(time.time() * 1000)
-        self.client.log_batch(
-            self.run_id, metrics=[Metric(k, float(v), ts, step) for k, v in metrics.items()]
-        )
-
-    # Reporter protocol -----------------------------------------------------------------------
-    def on_start(self, info: dict[str, Any]) -> None:
-        self.set_tag(tags.DEVICE, str(info.get("device", "")))
-        last = info.get("resumed_last_epoch")
-        if last is not None:  # killed between checkpointing an epoch and logging it: log it now
-            self.set_tag(tags.RESUMED_FROM_EPOCH, str(info["resumed_from_epoch"]))
-            step = int(last["epoch"])
-            logged = {m.step for m in self.client.get_metric_history(self.run_id, "val_acc")}
-            if step not in logged:
-                self.log_metrics({k: v for k, v in last.items() if k != "epoch"}, step=step)
-        skip = ("params_trainable", "params_total", "device", "resumed_from_epoch", "resumed_last_epoch")
-        self.log_params({k: v for k, v in info.items() if k not in skip})
-
-    def on_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
-        self.log_metrics(metrics, step=epoch)
-
-    # end of run ------------------------------------------------------------------------------
-    def finish(
-        self,
-        result: Any,
-        *,
-        background: bool = False,
-        light: bool = False,
-        then: Callable[[], None] | None = None,
-    ) -> Future[None] | None:
-        """Final metrics, then artifacts, then FINISHED: in that order, so FINISHED means complete.
-
-        With ``background`` the artifacts (plots, checkpoint) are written on the tracker's
-        writer thread while the next cell trains; the returned future completes when the run is
-        FINISHED (or FAILED, if writing failed) and ``then`` (e.g. releasing the cell's claim)
-        has run, whatever the outcome. ``light`` (tuning trials) writes only cell.yaml and
-        history.csv: no plots, no checkpoint.
-        """
-        last = result.history[-1]["epoch"] if result.history else 0
-        metrics = result.final_metrics()
-        if "peak_mem_mb" in result.info:
-            metrics["peak_mem_mb"] = result.info["peak_mem_mb"]
-        self.log_metrics(metrics, step=int(last))
-        if background:
-            return self.tracker.writer().submit(self._write_artifacts_and_close, result, light, then)
-        self._write_artifacts_and_close(result, light, then)
-        return None
-
-    def _write_artifacts_and_close(
-        self, result: Any, light: bool = False, then: Callable[[], None] | None = None
-    ) -> None:
-        try:
-            try:
-                write_artifacts(self.client, self.run_id, self.cell, result, light)
-            except BaseException as err:
-                self.fail("FAILED", f"writing artifacts failed: {type(err).__name__}: {err}")
-                raise
-            self._heartbeat.stop()
-            self.client.set_terminated(self.run_id, "FINISHED")
-        finally:
-            if then is not None:  # in the same task: whoever waits on the future waits for it too
-                then()
-
-    def end(self, status: str = "FINISHED", note: str = "") -> None:
-        """End the run without artifacts (a pruned trial, a study's parent run)."""
-        self._heartbeat.stop()
-        if note:
-            self.set_tag(tags.NOTE, note[:5000])
-        self.client.set_terminated(self.run_id, status)
-
-    def pause(self, metrics: dict[str, float], rung: str) -> None:
-        """Between racing rungs: SCHEDULED (continued by the next rung, never taken for a crash or
-        a result), its checkpoint kept, the compute so far logged."""
-        self._heartbeat.stop()
-        try:
-            self.log_metrics(metrics, step=int(metrics.get("epochs_trained", 0)))
-            self.set_tag(tags.RACE, tags.PAUSED)
-            self.set_tag(tags.RACE_RUNG, rung)
-        finally:
-            self.client.set_terminated(self.run_id, "SCHEDULED")
-
-    def fail(self, status: str, reason: str) -> None:
-        """Mark FAILED or KILLED with the reason as a tag; never leave the run RUNNING."""
-        self._heartbeat.stop()
-        try:
-            self.set_tag(tags.REASON, reason[:5000])
-        finally:
-            self.client.set_terminated(self.run_id, status)

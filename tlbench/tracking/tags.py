@@ -19,8 +19,10 @@ REASON = "tlbench.failure_reason"  # why a run ended FAILED / KILLED
 HEARTBEAT = "tlbench.heartbeat"  # unix time, refreshed while the run's process is alive
 RESUMES = "tlbench.resumes"  # how many times a KILLED run was continued
 RESUMED_FROM_EPOCH = "tlbench.resumed_from_epoch"
-PID = "tlbench.pid"
-HOST = "tlbench.host"
+PID = "tlbench.pid"  # the owner process (runs and claims); with HOST_ID and PID_START
+HOST = "tlbench.host"  # its hostname, for people
+HOST_ID = "tlbench.host_id"  # boot id / PID-namespace inode: where PID means the same process
+PID_START = "tlbench.pid_start"  # the owner's start time, so a reused PID is not taken for it
 DEVICE = "tlbench.device"
 NOTE = "tlbench.note"
 SOURCE_RUN_ID = "tlbench.source_run_id"  # the run whose checkpoint a cell:/run: backbone loaded
@@ -38,7 +40,11 @@ GIT_COMMIT = "mlflow.source.git.commit"
 PARENT_RUN_ID = "mlflow.parentRunId"
 
 # claims (tlbench.tracking.claims)
-CLAIMS_EXPERIMENT = "tlbench-claims"  # one short-lived run per cell being worked on, anywhere
+# one short-lived run per cell being worked on, anywhere; named to say it is internal and to sort
+# after the user's grids (it is also created before them: the UI lists newest first)
+CLAIMS_EXPERIMENT = "zz-tlbench-internal-claims"
+LEGACY_CLAIMS_EXPERIMENT = "tlbench-claims"  # before 0.1 (#16): retired once it holds no live claim
+EXPERIMENT_NOTE = "mlflow.note.content"  # an experiment's description in the UI
 CLAIM = "tlbench.claim"  # experiment id / cell id / variant
 CLAIM_WON = "tlbench.won"
 CLAIM_SESSION = "tlbench.session"  # the `tlbench run` invocation that holds the claim
@@ -64,3 +70,5 @@ PARENT_RUN_ATTR = "mlflow_parent_run_id"
 STUDY_CELL_ATTR = "tlbench.cell"
 STUDY_CELL_ID_ATTR = "tlbench.cell_id"
 STUDY_GRID_ATTR = "tlbench.grid"
+STUDY_CONFIG_ID_ATTR = "tlbench.config_id"
+# and each axis value under the axis' own name: dataset, backbone, strategy, optimizer, augmentation

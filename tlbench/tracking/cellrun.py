@@ -1,0 +1,152 @@
+"""One cell's MLflow run while a process works on it: params, per-epoch metrics, the dataset
+input and system metrics, a heartbeat naming its owner, and its end (FINISHED only once complete)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import TYPE_CHECKING, Any
+
+from tlbench.tracking import tags
+from tlbench.tracking.artifacts import write_artifacts
+from tlbench.tracking.heartbeat import Heartbeat, owner_tags
+from tlbench.tracking.inputs import SystemMetrics, log_dataset_input
+
+if TYPE_CHECKING:
+    from tlbench.grid import Cell
+    from tlbench.tracking.store import Tracker
+
+
+class CellRun:
+    """One cell's MLflow run; also the ``Reporter`` that ``train.fit`` sends epochs to."""
+
+    def __init__(self, tracker: Tracker, run_id: str, cell: Cell, *, resumed: bool = False):
+        self.tracker = tracker
+        self.client = tracker.client
+        self.run_id = run_id
+        self.cell = cell
+        self.known_params: dict[str, str] = {}  # already logged (a resumed run): not logged again
+        self._heartbeat = Heartbeat(self._beat_as_owner())
+        self._system = SystemMetrics.start(tracker.uri, run_id, resumed=resumed)
+
+    def _beat_as_owner(self) -> Callable[[], None]:
+        """The heartbeat; its first beat also names this process the run's owner (whoever
+        reopens a run, a study's parent included, takes it over), in one write."""
+        from mlflow.entities import RunTag
+
+        owner = owner_tags()
+
+        def beat() -> None:
+            stamp = {tags.HEARTBEAT: f"{time.time():.0f}", **owner}
+            self.client.log_batch(self.run_id, tags=[RunTag(k, v) for k, v in stamp.items()])
+            owner.clear()
+
+        return beat
+
+    def _stop_watching(self) -> None:
+        self._heartbeat.stop()
+        self._system.stop()
+
+    def set_tag(self, key: str, value: str) -> None:
+        self.client.set_tag(self.run_id, key, value)
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        from mlflow.entities import Param
+
+        items = [Param(k, str(v)[:6000]) for k, v in params.items() if k not in self.known_params]
+        for i in range(0, len(items), 100):
+            self.client.log_batch(self.run_id, params=items[i : i + 100])
+
+    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+        from mlflow.entities import Metric
+
+        ts = int(time.time() * 1000)
+        self.client.log_batch(
+            self.run_id, metrics=[Metric(k, float(v), ts, step) for k, v in metrics.items()]
+        )
+
+    # Reporter protocol -----------------------------------------------------------------------
+    def on_start(self, info: dict[str, Any]) -> None:
+        self.set_tag(tags.DEVICE, str(info.get("device", "")))
+        last = info.get("resumed_last_epoch")
+        if last is not None:  # killed between checkpointing an epoch and logging it: log it now
+            self.set_tag(tags.RESUMED_FROM_EPOCH, str(info["resumed_from_epoch"]))
+            step = int(last["epoch"])
+            logged = {m.step for m in self.client.get_metric_history(self.run_id, "val_acc")}
+            if step not in logged:
+                self.log_metrics({k: v for k, v in last.items() if k != "epoch"}, step=step)
+        skip = ("params_trainable", "params_total", "device", "resumed_from_epoch", "resumed_last_epoch")
+        self.log_params({k: v for k, v in info.items() if k not in skip})
+        log_dataset_input(self.client, self.run_id, self.cell, info)
+
+    def on_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
+        self.log_metrics(metrics, step=epoch)
+
+    # end of run ------------------------------------------------------------------------------
+    def finish(
+        self,
+        result: Any,
+        *,
+        background: bool = False,
+        light: bool = False,
+        then: Callable[[], None] | None = None,
+    ) -> Future[None] | None:
+        """Final metrics, then artifacts, then FINISHED: in that order, so FINISHED means complete.
+
+        With ``background`` the artifacts (plots, checkpoint) are written on the tracker's
+        writer thread while the next cell trains; the returned future completes when the run is
+        FINISHED (or FAILED, if writing failed) and ``then`` (e.g. releasing the cell's claim)
+        has run, whatever the outcome. ``light`` (tuning trials) writes only cell.yaml and
+        history.csv: no plots, no checkpoint.
+        """
+        last = result.history[-1]["epoch"] if result.history else 0
+        metrics = result.final_metrics()
+        if "peak_mem_mb" in result.info:
+            metrics["peak_mem_mb"] = result.info["peak_mem_mb"]
+        self.log_metrics(metrics, step=int(last))
+        if background:
+            return self.tracker.writer().submit(self._write_artifacts_and_close, result, light, then)
+        self._write_artifacts_and_close(result, light, then)
+        return None
+
+    def _write_artifacts_and_close(
+        self, result: Any, light: bool = False, then: Callable[[], None] | None = None
+    ) -> None:
+        try:
+            try:
+                write_artifacts(self.client, self.run_id, self.cell, result, light)
+            except BaseException as err:
+                self.fail("FAILED", f"writing artifacts failed: {type(err).__name__}: {err}")
+                raise
+            self._stop_watching()
+            self.client.set_terminated(self.run_id, "FINISHED")
+        finally:
+            if then is not None:  # in the same task: whoever waits on the future waits for it too
+                then()
+
+    def end(self, status: str = "FINISHED", note: str = "") -> None:
+        """End the run without artifacts (a pruned trial, a study's parent run)."""
+        self._stop_watching()
+        if note:
+            self.set_tag(tags.NOTE, note[:5000])
+        self.client.set_terminated(self.run_id, status)
+
+    def pause(self, metrics: dict[str, float], rung: str) -> None:
+        """Between racing rungs: SCHEDULED (continued by the next rung, never taken for a crash or
+        a result), its checkpoint kept, the compute so far logged."""
+        self._heartbeat.stop()
+        try:
+            self.log_metrics(metrics, step=int(metrics.get("epochs_trained", 0)))
+            self.set_tag(tags.RACE, tags.PAUSED)
+            self.set_tag(tags.RACE_RUNG, rung)
+        finally:
+            self.client.set_terminated(self.run_id, "SCHEDULED")
+
+    def fail(self, status: str, reason: str) -> None:
+        """Mark FAILED or KILLED with the reason as a tag; never leave the run RUNNING."""
+        self._stop_watching()
+        try:
+            self.set_tag(tags.REASON, reason[:5000])
+        finally:
+            self.client.set_terminated(self.run_id, status)
