@@ -141,7 +141,41 @@ def test_grid_name_resolution(tmp_path):
 
 def test_shipped_grids_resolve_from_any_folder(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    assert resolve_grid_path("smoke") == REPO / "benchmarks/grids/smoke.yaml"
+    found = resolve_grid_path("smoke")  # the package's data (here: tlbench/grids -> benchmarks/grids)
+    assert found.resolve() == (REPO / "benchmarks/grids/smoke.yaml").resolve()
+    local = tmp_path / "benchmarks" / "grids"
+    local.mkdir(parents=True)
+    (local / "smoke.yaml").write_text((REPO / "benchmarks/grids/smoke.yaml").read_text())
+    assert resolve_grid_path("smoke") == Path("benchmarks/grids/smoke.yaml").absolute()  # this folder's first
+    with pytest.raises(SpecError, match="tlbench grids"):
+        resolve_grid_path("nope")
+
+
+def test_the_starter_grid_is_valid_as_written(tmp_path):
+    from tlbench.errors import TlbenchError
+    from tlbench.grid import expand
+    from tlbench.spec.starter import write_starter
+
+    path = write_starter("mine", tmp_path)
+    spec = load_grid(path)
+    assert spec.name == "mine" and spec.description and path.read_text().count("#") > 10
+    cells = expand(spec, path)
+    assert len(cells) == 7 and cells[0].name == "synthetic/test_resnet/scratch/sgd/none"
+    with pytest.raises(SpecError, match="already exists"):
+        write_starter("mine", tmp_path)
+    with pytest.raises(TlbenchError, match="names the file"):
+        write_starter("../evil", tmp_path)
+
+
+def test_an_image_size_beyond_any_backbone_is_an_error(tmp_path):
+    p = tmp_path / "big.yaml"
+    p.write_text(
+        "name: big\ntrain: {image_size: 4096}\ndatasets: [digits]\nbackbones: [test_resnet]\n"
+        "strategies: [scratch]\noptimizers: [sgd]\naugmentations: [none]\n"
+    )
+    with pytest.raises(SpecError) as info:
+        load_grid(p)
+    assert info.value.loc == "train.image_size" and "1024" in str(info.value)
 
 
 def test_merge_train_later_layers_win():

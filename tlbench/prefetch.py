@@ -73,6 +73,9 @@ def dataset_status(cell: Cell, root: Path) -> Input:
     info, meta = dataset_info(name), dataset_meta(name)
     if name == "synthetic":
         return Input("dataset", label, "generated")
+    local = cell.dataset.params.get("path")  # imagefolder: exists only where it was put
+    if local and not Path(local).expanduser().exists():
+        return Input("dataset", label, "missing", f"{local} does not exist (local only: nothing to download)")
     if info.fingerprint is None:
         return Input("dataset", label, "bundled", "ships with a Python package")
     fp = info.fingerprint(root, **{**info.params, **cell.dataset.params})

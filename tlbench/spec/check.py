@@ -98,6 +98,9 @@ def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
     return model
 
 
+MAX_IMAGE_SIZE = 1024
+
+
 def validate_train(raw: dict[str, Any], file: Path | str | None, where: str) -> dict[str, Any]:
     """Check a (partial) ``train:`` mapping key by key, so errors point at the entry that set them."""
     if not isinstance(raw, dict):
@@ -115,6 +118,13 @@ def validate_train(raw: dict[str, Any], file: Path | str | None, where: str) -> 
         TrainConfig.model_validate(raw)
     except ValidationError as err:
         raise spec_error_from_validation(err, file, prefix=where) from None
+    size = raw.get("image_size")
+    if isinstance(size, int) and size > MAX_IMAGE_SIZE:  # would only fail (out of memory) mid-run
+        raise SpecError(
+            file,
+            f"{where}.image_size",
+            f"{size} px is beyond any backbone's use (at most {MAX_IMAGE_SIZE}; ImageNet models take 224-518)",
+        )
     return raw
 
 
