@@ -367,3 +367,37 @@ def test_tune_workers_share_the_study_between_processes(write_grid, store, tmp_p
     assert len(trial_runs) == 8
     assert len({r.data.tags["tlbench.pid"] for r in trial_runs}) == 2  # both processes trained trials
     assert "complete" in output and "8" in output
+
+
+def test_studies_have_readable_names_and_old_ones_are_still_found(tmp_path):
+    """optuna-dashboard lists GRID/CELL [id] with the axis values; a study made under the old
+    name (tlbench-<id>) is continued by `tune` and read by `run --tuned`; nothing trains."""
+    from tlbench.tune import best_params
+    from tlbench.tune.budget import legacy_study_name
+
+    storage = open_storage(str(tmp_path / "optuna.journal"))
+    cell = _cell()
+    study, created = open_study(cell, storage)
+    assert created and study.study_name == f"tunegrid/{cell.name} [{cell.id}]"
+    attrs = study.user_attrs
+    assert attrs["strategy"] == "linear_probe" and attrs["dataset"] == "digits"
+    assert attrs["tlbench.cell"] == cell.name and attrs["tlbench.config_id"] == cell.id
+
+    old_cell = _cell(PROBE_GRID.replace("seed: 0", "seed: 1"))  # another cell, tuned before #16
+    legacy = optuna.create_study(
+        study_name=legacy_study_name(old_cell), storage=storage, direction="maximize"
+    )
+    legacy.add_trial(
+        optuna.trial.create_trial(
+            params={"lr": 0.1, "batch_size": 64},
+            distributions={
+                "lr": optuna.distributions.FloatDistribution(1e-3, 1.0, log=True),
+                "batch_size": optuna.distributions.CategoricalDistribution([32, 64]),
+            },
+            value=0.9,
+        )
+    )
+    found, created = open_study(old_cell, storage)
+    assert not created and found.study_name == f"tlbench-{old_cell.id}"  # continued, not a new study
+    best = best_params(old_cell, str(tmp_path / "optuna.journal"))
+    assert best is not None and best["lr"] == 0.1 and best["study"] == f"tlbench-{old_cell.id}"

@@ -6,7 +6,7 @@ died) or marked surplus (asked for after the last slot went) does not use up the
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tlbench.grid import Cell
 from tlbench.tracking import tags
@@ -14,13 +14,31 @@ from tlbench.tracking import tags
 if TYPE_CHECKING:
     import optuna
 
-STUDY_PREFIX = "tlbench-"
+STUDY_PREFIX = "tlbench-"  # the names studies had before #16: tlbench-<configuration id>
 
 
 def study_name(cell: Cell) -> str:
-    """The study of a cell's configuration (one for all its replicates): from the configuration id
-    (the cell id when not replicated), so editing labels or the search space keeps the study."""
+    """The study of a cell's configuration (one for all its replicates), readable in
+    optuna-dashboard: ``GRID/CONFIGURATION [id]``; the configuration id (the cell id when not
+    replicated) keeps it unique when a setting changes and the name does not."""
+    return f"{cell.grid}/{cell.config_name or cell.name} [{cell.config_id or cell.id}]"
+
+
+def legacy_study_name(cell: Cell) -> str:
+    """The name the same study had before (``tlbench-<id>``): still found, never renamed."""
     return f"{STUDY_PREFIX}{cell.config_id or cell.id}"
+
+
+def load_cell_study(cell: Cell, storage: Any, **kwargs: Any) -> optuna.Study | None:
+    """The cell's existing study under its name or its legacy one, or None if it has none."""
+    import optuna
+
+    for name in (study_name(cell), legacy_study_name(cell)):
+        try:
+            return optuna.load_study(study_name=name, storage=storage, **kwargs)
+        except KeyError:
+            continue
+    return None
 
 
 def replaced_trials(trials: list[optuna.trial.FrozenTrial]) -> set[int]:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from tlbench.grid import Cell
 from tlbench.tracking import CellRun, tags
-from tlbench.tune.budget import counted, study_name
+from tlbench.tune.budget import counted, load_cell_study
 from tlbench.tune.storage import open_storage
 
 if TYPE_CHECKING:
@@ -132,12 +132,10 @@ def _figure_of(ax: Any) -> Any:
 
 def study_status(cell: Cell, storage_url: str | None = None) -> StudySummary | None:
     """Counts and best trial of the cell's study as stored now (None if it has no study)."""
-    import optuna
     from optuna.trial import TrialState
 
-    try:
-        study = optuna.load_study(study_name=study_name(cell), storage=open_storage(storage_url))
-    except KeyError:
+    study = load_cell_study(cell, open_storage(storage_url))
+    if study is None:
         return None
     mine = counted(study.get_trials(deepcopy=False))
     complete = [t for t in mine if t.state == TrialState.COMPLETE]
@@ -162,9 +160,8 @@ def best_params(cell: Cell, storage_url: str | None = None) -> dict[str, Any] | 
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = open_storage(storage_url)
-    try:
-        study = optuna.load_study(study_name=study_name(cell), storage=storage)
-    except KeyError:
+    study = load_cell_study(cell, storage)
+    if study is None:
         return None
     complete = [t for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.COMPLETE]
     if not complete:

@@ -1,6 +1,7 @@
 """One study per cell, shared by every process that tunes it, with exactly N trials.
 
-The study of a cell is named from its id (``tlbench-<id>``), in a storage that several processes
+The study of a cell is named ``GRID/CONFIGURATION [id]`` (``tlbench-<id>`` before #16: still
+found), with the axis values as user attributes, in a storage that several processes
 and machines can share. Trials carry a heartbeat, so a trial whose process died (SIGKILL, a lost
 node) is failed by the next process that opens the study and retried with the same parameters.
 
@@ -21,7 +22,7 @@ from tlbench.dburl import redact
 from tlbench.grid import Cell
 from tlbench.interrupts import uninterrupted
 from tlbench.tracking import CellRun, Tracker, is_stale, tags
-from tlbench.tune.budget import counted, is_surplus, replaced_trials, study_name
+from tlbench.tune.budget import counted, is_surplus, load_cell_study, replaced_trials, study_name
 from tlbench.tune.results import StudySummary, summarize
 from tlbench.tune.space import make_pruner, search_space
 from tlbench.tune.storage import TuneError, open_storage, resolve_storage_url
@@ -70,24 +71,30 @@ def open_study(
     import optuna
 
     sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=5)
+    found = load_cell_study(cell, storage, sampler=sampler, pruner=pruner)  # a legacy name too
+    if found is not None:
+        return found, False
     name = study_name(cell)
     if create:
         try:
             study = optuna.create_study(
                 study_name=name, storage=storage, direction="maximize", sampler=sampler, pruner=pruner
             )
-            study.set_user_attr(tags.STUDY_CELL_ATTR, cell.name)
-            study.set_user_attr(tags.STUDY_CELL_ID_ATTR, cell.id)
-            study.set_user_attr(tags.STUDY_GRID_ATTR, cell.grid)
+            _describe(study, cell)
             return study, True
-        except optuna.exceptions.DuplicatedStudyError:
-            pass
-    try:
-        return optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner), False
-    except KeyError:
-        raise TuneError(
-            f"cell {cell.name} has no study {name!r} (run: tlbench tune --select '{cell.name}')"
-        ) from None
+        except optuna.exceptions.DuplicatedStudyError:  # another process created it just now
+            return optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner), False
+    raise TuneError(f"cell {cell.name} has no study {name!r} (run: tlbench tune --select '{cell.name}')")
+
+
+def _describe(study: optuna.Study, cell: Cell) -> None:
+    """User attributes optuna-dashboard shows: the cell, its configuration and axis values."""
+    study.set_user_attr(tags.STUDY_CELL_ATTR, cell.config_name or cell.name)
+    study.set_user_attr(tags.STUDY_CELL_ID_ATTR, cell.id)
+    study.set_user_attr(tags.STUDY_GRID_ATTR, cell.grid)
+    study.set_user_attr(tags.STUDY_CONFIG_ID_ATTR, cell.config_id or cell.id)
+    for axis, value in cell.axis_values().items():
+        study.set_user_attr(axis, value)
 
 
 def _parent_run(
