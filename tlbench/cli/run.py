@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -9,6 +10,8 @@ from typing import Any
 import click
 
 from tlbench.cli import common
+
+INCOMPLETE_EXIT = 3  # --require-complete: some cells are held by other live processes
 
 
 @click.command()
@@ -82,6 +85,17 @@ from tlbench.cli import common
     help="comma list of the axes a comparison group shares (default dataset,backbone; implies --race)",
 )
 @common.storage_option
+@click.option(
+    "--system-metrics/--no-system-metrics",
+    default=True,
+    show_default=True,
+    help="MLflow's system metrics (CPU, memory, GPU) on every cell run",
+)
+@click.option(
+    "--require-complete",
+    is_flag=True,
+    help=f"exit {INCOMPLETE_EXIT} when cells are left to other live processes (default: 0, as workers need)",
+)
 @common.clean_errors
 def run(
     grid: str,
@@ -102,6 +116,8 @@ def run(
     race: bool | None,
     race_by: str | None,
     storage: str | None,
+    system_metrics: bool,
+    require_complete: bool,
 ) -> None:
     """Train every (selected) cell of a grid and track it in MLflow."""
     from tlbench.executor import RunOptions, execute
@@ -109,19 +125,24 @@ def run(
     from tlbench.interrupts import sigterm_as_interrupt
     from tlbench.report import render_summary, summary_frame
     from tlbench.tracking import Tracker
+    from tlbench.tracking.access import check_access
+    from tlbench.tracking.inputs import SYSTEM_METRICS_ENV
     from tlbench.tracking.summaries import update_summaries
     from tlbench.tune import resolve_storage_url, run_tuned
 
     spec, cells, chosen = common.load(grid, select)
     common.check_workers(workers)
+    os.environ[SYSTEM_METRICS_ENV] = str(system_metrics).lower()  # MLflow's own switch; workers inherit it
     sigterm_as_interrupt()
     todo = with_dependencies(chosen, cells)
     extra = len(todo) - len(chosen)
     plan = _race_plan(spec, todo, race, race_by, grid, tuned)
     tracker = Tracker(tracking_uri)
+    check_access(tracker, spec.name)  # a shared server: the credentials and EDIT, before any cell
+    experiment_id = _experiment(tracker, spec.name, cells)
     options = RunOptions(
         tracker.uri,
-        tracker.experiment_id(spec.name),
+        experiment_id,
         data_dir=data_dir,
         device=device,
         checkpoint_dir=checkpoint_dir,
@@ -156,9 +177,36 @@ def run(
     update_summaries(tracker, options.experiment_id, [c for c in cells if c.config_id in touched])
     df = summary_frame((o.cell, o.status, o.metrics, o.reason) for o in outcomes)
     render_summary(df, common.console, title=f"grid {spec.name}")
+    _conclude(outcomes, require_complete)
+
+
+def _experiment(tracker: Any, name: str, cells: list[Any]) -> str:
+    """The grid's experiment, with the saved view of its runs table that ``tlbench ui`` opens."""
+    from tlbench.tracking.view import ensure_view
+
+    experiment_id = tracker.experiment_id(name)
+    ensure_view(tracker.client, experiment_id, cells)
+    return experiment_id
+
+
+def _conclude(outcomes: list[Any], require_complete: bool) -> None:
+    """Say which cells other live processes hold; exit 1 if any failed, 3 with
+    ``--require-complete`` if some are held elsewhere, else 0 (concurrent workers rely on it)."""
+    from tlbench.executor.runner import ELSEWHERE
+
     failed = [o for o in outcomes if o.status == "FAILED"]
+    elsewhere = [o.cell.name for o in outcomes if o.status == "SKIPPED" and o.reason == ELSEWHERE]
+    if elsewhere:
+        more = f", ... ({len(elsewhere) - 10} more)" if len(elsewhere) > 10 else ""
+        common.err_console.print(
+            f"[yellow]↷ {len(elsewhere)} cell(s) left to other live processes[/] (the grid is complete "
+            f"once they finish): {', '.join(elsewhere[:10])}{more}",
+            highlight=False,
+        )
     if failed:
         common.fail(f"{len(failed)} of {len(outcomes)} cells failed (reasons above and in MLflow)", code=1)
+    if elsewhere and require_complete:
+        sys.exit(INCOMPLETE_EXIT)
 
 
 def _race_plan(
