@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from helpers import free_port
 from mlflow.entities import ViewType
 from mlflow.tracking import MlflowClient
 

@@ -85,7 +85,9 @@ def test_the_printed_url_opens_the_runs_table_in_chromium(filled, services, tmp_
         ],
         env={**os.environ, "COLUMNS": "400"},
     )
-    body = services.wait_http(f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/search?max_results=5", proc, 120)
+    body = services.wait_http(
+        f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/search?max_results=5", proc, 120
+    )
     assert '"uigrid"' in body  # the store, served on loopback
     url = re.search(r"uigrid: (http://\S+)", services.output(proc)).group(1)
     assert "workflowType=machine_learning" in url and "viewStateShareKey=tlbench" in url
