@@ -1,0 +1,133 @@
+"""Racing for real (worker pool, 2 workers): a clearly bad configuration is dropped at the first
+rung and a near-tie is not; survivors end bit-identical to an unraced run; a rerun replays the
+decisions without training; --no-race continues a dropped cell from its checkpoint; a rung is a
+barrier per group."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from rich.console import Console
+
+from tlbench.executor import RunOptions, execute
+from tlbench.executor.options import RacePlan
+from tlbench.executor.racing import check_plan, rung_epochs
+from tlbench.grid import expand
+from tlbench.spec import SpecError, parse_grid
+from tlbench.tracking import Tracker, tags
+
+GRID = {
+    "name": "race",
+    "train": {"epochs": 6, "batch_size": 32, "image_size": 16, "lr": 0.1, "seed": 0, "subset": 0.5},
+    "seeds": 3,
+    "datasets": ["digits"],
+    "backbones": [{"name": "test_resnet", "weights": "none"}],
+    "strategies": ["scratch"],
+    "optimizers": [
+        {"name": "sgd", "label": "good"},
+        {"name": "sgd", "label": "near", "train": {"lr": 0.09}},
+        # lr far too small, and a random head: it stays at chance
+        {"name": "sgd", "label": "tiny", "train": {"lr": 1e-6, "head": {"init": "pytorch"}}},
+    ],
+    "augmentations": ["none"],
+}
+PLAN = RacePlan(rungs=(0.5,))
+
+
+def _run(store: str, cells, race: RacePlan | None, tmp_path, workers: int = 2):
+    tracker = Tracker(store)
+    options = RunOptions(
+        tracker.uri, tracker.experiment_id("race"), checkpoint_dir=str(tmp_path / "ckpt"), race=race
+    )
+    console = Console(file=io.StringIO(), width=200)
+    outcomes = execute(cells, tracker, options, workers=workers, console=console)
+    return {o.cell.name: o for o in outcomes}, tracker, console.file.getvalue()
+
+
+def _history(tracker: Tracker, run_id: str, metric: str = "val_acc") -> list[tuple[int, float, int]]:
+    return sorted((m.step, m.value, m.timestamp) for m in tracker.client.get_metric_history(run_id, metric))
+
+
+@pytest.fixture(scope="module")
+def raced(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("race")
+    store = f"sqlite:///{tmp / 'mlflow.db'}"
+    cells = expand(parse_grid(GRID))
+    outcomes, tracker, out = _run(store, cells, PLAN, tmp)
+    return cells, store, tmp, outcomes, tracker, out
+
+
+def test_the_bad_configuration_is_dropped_at_the_first_rung_and_the_near_tie_runs_to_the_end(raced):
+    cells, _, _, outcomes, tracker, out = raced
+    status = {name: o.status for name, o in outcomes.items()}
+    for c in cells:
+        expected = "DROPPED" if "/tiny/" in c.name else "FINISHED"
+        assert status[c.name] == expected, out
+    tiny = outcomes["digits/test_resnet/scratch/tiny/none@s1"]
+    run = tracker.client.get_run(tiny.run_id)
+    assert run.info.status == "SCHEDULED"  # neither a crash (KILLED) nor a result (FINISHED)
+    t = run.data.tags
+    assert t[tags.RACE] == "dropped" and t[tags.RACE_RULE] == "confidence"
+    assert t[tags.RACE_RUNG] == "rung 1 (epoch 3 of 6)"
+    assert t[tags.RACE_LEADER] in (
+        "digits/test_resnet/scratch/good/none",
+        "digits/test_resnet/scratch/near/none",
+    )
+    assert len(_history(tracker, tiny.run_id)) == 3  # trained to the rung, not beyond
+    assert run.data.metrics["epochs_trained"] == 3 and run.data.metrics["device_s"] > 0
+    finished = tracker.finished_runs(tracker.experiment_id("race"))
+    assert tiny.cell.id not in finished  # a dropped cell is not a result
+
+
+def test_a_rung_is_a_barrier_for_its_group(raced):
+    """No cell trains its fourth epoch before every cell of the group logged its third."""
+    cells, _, _, outcomes, tracker, _ = raced
+    at_rung = [_history(tracker, o.run_id)[2][2] for o in outcomes.values()]
+    after = [_history(tracker, o.run_id)[3][2] for o in outcomes.values() if o.status == "FINISHED"]
+    assert min(after) >= max(at_rung)
+
+
+def test_survivors_are_bit_identical_to_an_unraced_run(raced, tmp_path):
+    cells, _, _, outcomes, tracker, _ = raced
+    survivors = [c for c in cells if c.name.endswith("/good/none@s0")]
+    plain, plain_tracker, _ = _run(f"sqlite:///{tmp_path / 'plain.db'}", survivors, None, tmp_path)
+    for c in survivors:
+        raced_run, plain_run = outcomes[c.name], plain[c.name]
+        assert raced_run.metrics["test_acc"] == plain_run.metrics["test_acc"]
+        assert raced_run.metrics["best_val_acc"] == plain_run.metrics["best_val_acc"]
+        for metric in ("val_acc", "train_loss"):
+            values = [v for _, v, _ in _history(tracker, raced_run.run_id, metric)]
+            assert values == [v for _, v, _ in _history(plain_tracker, plain_run.run_id, metric)]
+        assert tracker.client.get_run(raced_run.run_id).data.tags[tags.RESUMES] == "1"  # paused once
+
+
+def test_a_rerun_replays_the_decisions_and_no_race_continues_a_dropped_cell(raced):
+    cells, store, tmp, first, tracker, _ = raced
+    again, _, out = _run(store, cells, PLAN, tmp, workers=1)
+    for name, o in first.items():  # the finished are found finished, the dropped dropped again
+        assert again[name].status == ("SKIPPED" if o.status == "FINISHED" else "DROPPED"), out
+    assert "⏸" not in out and "✓" not in out  # nothing trained
+    tiny = "digits/test_resnet/scratch/tiny/none@s0"
+    assert again[tiny].run_id == first[tiny].run_id
+    assert len(_history(tracker, first[tiny].run_id)) == 3  # nothing trained again
+    cell = next(c for c in cells if c.name == tiny)
+    done, _, _ = _run(store, [cell], None, tmp, workers=1)
+    run = tracker.client.get_run(done[tiny].run_id)
+    assert done[tiny].status == "FINISHED" and run.info.run_id == first[tiny].run_id
+    assert [s for s, _, _ in _history(tracker, run.info.run_id)] == [0, 1, 2, 3, 4, 5]  # from its checkpoint
+    assert tags.RACE not in run.data.tags
+
+
+def test_rungs_round_up_to_whole_epochs_and_bad_plans_name_the_key():
+    cell = expand(parse_grid({**GRID, "seeds": None, "train": {**GRID["train"], "epochs": 10}}))[0]
+    assert rung_epochs(cell, RacePlan()) == [2, 4, 10]  # ceil(10/9), ceil(10/3), all
+    assert rung_epochs(cell, RacePlan(epochs=(3, 12))) == [3, 10]
+    one = expand(parse_grid({**GRID, "seeds": None, "train": {**GRID["train"], "epochs": 1}}))[0]
+    assert rung_epochs(one, RacePlan()) == [1]
+    with pytest.raises(SpecError, match=r"race\.epochs\[1\].*beyond the 10 epochs"):
+        check_plan([cell], RacePlan(epochs=(3, 12)), "g.yaml")
+    with pytest.raises(SpecError, match=r"race\.rungs: .*must increase"):
+        parse_grid({**GRID, "race": {"rungs": [0.5, 0.3]}})
+    with pytest.raises(SpecError, match=r"race\.by: .*unknown axis 'datset'"):
+        parse_grid({**GRID, "race": {"by": ["datset"]}})
