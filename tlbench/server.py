@@ -2,18 +2,23 @@
 
 Workers on every node point ``--tracking-uri http://HOST:PORT`` at it; artifacts (checkpoints,
 plots) go through the server's artifact proxy into ``--artifacts-destination`` (a local folder
-of the server, or s3://... / gs://...), so nodes need no shared filesystem for them.
+of the server, or s3://... / gs://...), so nodes need no shared filesystem for them. The store's
+URL (it may hold the database password) reaches ``mlflow server`` through the environment
+(``MLFLOW_BACKEND_STORE_URI``), never its command line; authentication: ``tlbench.server_auth``.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 from pathlib import Path
 
 from tlbench.dburl import redact, with_driver
+from tlbench.security import SecretError
 
 DEFAULT_ARTIFACTS = Path("mlruns") / "server-artifacts"
+STORE_ENV = "TLBENCH_SERVER_STORE"
 
 
 def server_command(
@@ -24,37 +29,41 @@ def server_command(
     artifacts_destination: str | None = None,
     workers: int = 2,
     allowed_hosts: str | None = None,
-) -> list[str]:
-    """The ``mlflow server`` command line for this store (psycopg 3 driver for PostgreSQL)."""
+    auth: bool = False,
+) -> tuple[list[str], dict[str, str]]:
+    """The ``mlflow server`` command line (no secret in it) and the variables it needs on top of
+    this environment: the store's URL (psycopg 3 driver for PostgreSQL)."""
     if "://" not in backend_store_uri:
-        raise ValueError(
-            f"--backend-store-uri {backend_store_uri!r}: give a database URL such as "
-            "postgresql://USER:PASS@HOST:5432/mlflow (or sqlite:///PATH.db for a single machine)"
+        raise SecretError(
+            f"backend store {redact(backend_store_uri)!r}: give a database URL such as "
+            "postgresql://USER@HOST:5432/mlflow (or sqlite:///PATH.db for a single machine)"
         )
     dest = artifacts_destination or DEFAULT_ARTIFACTS.resolve().as_uri()
     if "://" not in dest:
         dest = Path(dest).resolve().as_uri()
     mlflow_bin = shutil.which("mlflow") or str(Path(sys.executable).with_name("mlflow"))
-    cmd = [
-        mlflow_bin,
-        "server",
-        "--backend-store-uri",
-        with_driver(backend_store_uri),
-        "--artifacts-destination",
-        dest,
-        "--serve-artifacts",
-        "--host",
-        host,
-        "--port",
-        str(port),
-        "--workers",
-        str(workers),
-    ]
+    cmd = [mlflow_bin, "server", "--artifacts-destination", dest, "--serve-artifacts"]
+    cmd += ["--host", host, "--port", str(port), "--workers", str(workers)]
     if allowed_hosts:
         cmd += ["--allowed-hosts", allowed_hosts]
-    return cmd
+    if auth:
+        cmd += ["--app-name", "basic-auth"]
+    env = {
+        "MLFLOW_BACKEND_STORE_URI": with_driver(backend_store_uri),
+        # never MLflow's: a stray one would replace the store given here
+        "MLFLOW_REGISTRY_STORE_URI": with_driver(backend_store_uri),
+    }
+    return cmd, env
+
+
+def child_env(extra: dict[str, str]) -> dict[str, str]:
+    """This environment without the secrets only tlbench reads, plus ``extra``."""
+    from tlbench.server_auth import ADMIN_PASSWORD_ENV
+
+    drop = {STORE_ENV, ADMIN_PASSWORD_ENV, f"{ADMIN_PASSWORD_ENV}_FILE"}
+    return {**{k: v for k, v in os.environ.items() if k not in drop}, **extra}
 
 
 def describe(cmd: list[str]) -> str:
-    """The command with any database password hidden, for the console."""
+    """The command for the console (it holds no secret; URLs are redacted all the same)."""
     return " ".join(redact(part) if "://" in part else part for part in cmd)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import click
 
 from tlbench.cli.dashboard import dashboard
+from tlbench.cli.grant import grant
 from tlbench.cli.grids import grids_cmd, init_cmd
 from tlbench.cli.ls import ls_cmd
 from tlbench.cli.prefetch import prefetch
@@ -23,7 +24,20 @@ def main() -> None:
     """tlbench: declare a transfer-learning grid, get every cell trained, tracked and compared."""
 
 
-for command in (grids_cmd, init_cmd, ls_cmd, validate, prefetch, run, tune, report, ui, server, dashboard):
+for command in (
+    grids_cmd,
+    init_cmd,
+    ls_cmd,
+    validate,
+    prefetch,
+    run,
+    tune,
+    report,
+    ui,
+    server,
+    grant,
+    dashboard,
+):
     main.add_command(command)
 
 __all__ = ["main"]

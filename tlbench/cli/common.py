@@ -26,8 +26,8 @@ def fail(message: str, code: int = 2) -> None:
 
 
 def clean_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn the errors a user can fix (``TlbenchError``: a grid, a name, a file) into one
-    message and exit code 2."""
+    """Turn the errors a user can fix (``TlbenchError``: a grid, a name, a file; a tracking
+    server's 401 / 403: the credentials) into one message and exit code 2."""
 
     @wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -35,6 +35,15 @@ def clean_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             return fn(*args, **kwargs)
         except TlbenchError as err:
             fail(str(err))
+        except Exception as err:
+            from tlbench.tracking.access import explain, unreachable
+
+            uri = kwargs.get("tracking_uri") or os.environ.get("MLFLOW_TRACKING_URI") or "the MLflow server"
+            if explain(err, uri):
+                fail(explain(err, uri) or "")
+            if unreachable(err):
+                fail(f"{uri} stayed unreachable through every retry: {unreachable(err)}", code=1)
+            raise
 
     return wrapper
 
@@ -54,10 +63,25 @@ tracking_option = click.option(
     default=None,
     help="MLflow store; default sqlite under ./mlruns",
 )
+
+
+def _no_password_on_argv(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """A database URL with its password on the command line is readable by every user (ps)."""
+    from tlbench.security import SecretError, refuse_password_on_command_line
+
+    if value and ctx.get_parameter_source(param.name or "") == click.core.ParameterSource.COMMANDLINE:
+        try:
+            refuse_password_on_command_line(f"--{param.name}", value, param.envvar or "")  # type: ignore[arg-type]
+        except SecretError as err:
+            fail(str(err))
+    return value
+
+
 storage_option = click.option(
     "--storage",
     envvar="TLBENCH_OPTUNA_STORAGE",
     default=None,
+    callback=_no_password_on_argv,
     help="Optuna storage: a journal file (default ./mlruns/optuna.journal) or postgresql://... / sqlite:///...",
 )
 data_dir_option = click.option(

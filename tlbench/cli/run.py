@@ -125,7 +125,6 @@ def run(
     from tlbench.interrupts import sigterm_as_interrupt
     from tlbench.report import render_summary, summary_frame
     from tlbench.tracking import Tracker
-    from tlbench.tracking.access import check_access
     from tlbench.tracking.inputs import SYSTEM_METRICS_ENV
     from tlbench.tracking.summaries import update_summaries
     from tlbench.tune import resolve_storage_url, run_tuned
@@ -138,7 +137,6 @@ def run(
     extra = len(todo) - len(chosen)
     plan = _race_plan(spec, todo, race, race_by, grid, tuned)
     tracker = Tracker(tracking_uri)
-    check_access(tracker, spec.name)  # a shared server: the credentials and EDIT, before any cell
     experiment_id = _experiment(tracker, spec.name, cells)
     options = RunOptions(
         tracker.uri,
@@ -182,9 +180,10 @@ def run(
 
 def _experiment(tracker: Any, name: str, cells: list[Any]) -> str:
     """The grid's experiment, with the saved view of its runs table that ``tlbench ui`` opens."""
+    from tlbench.tracking.access import check_access
     from tlbench.tracking.view import ensure_view
 
-    experiment_id = tracker.experiment_id(name)
+    experiment_id = check_access(tracker, name)  # a shared server: credentials and EDIT, before any cell
     ensure_view(tracker.client, experiment_id, cells)
     return experiment_id
 

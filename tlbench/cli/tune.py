@@ -12,10 +12,11 @@ from tlbench.cli import common
 
 
 def _helper_argv(
-    grid: str, select: tuple[str, ...], trials: int, pruner: str, url: str, **options: str | None
+    grid: str, select: tuple[str, ...], trials: int, pruner: str, **options: str | None
 ) -> list[str]:
-    """The same ``tlbench tune`` command, for the helper processes of ``--workers N``."""
-    argv = ["tune", "--grid", grid, "--trials", str(trials), "--pruner", pruner, "--storage", url]
+    """The same ``tlbench tune`` command, for the helper processes of ``--workers N``; the storage
+    URL (it may hold a database password) goes through their environment instead."""
+    argv = ["tune", "--grid", grid, "--trials", str(trials), "--pruner", pruner]
     for pattern in select:
         argv += ["--select", pattern]
     for flag, value in options.items():
@@ -91,20 +92,22 @@ def tune(
     from tlbench.grid import with_dependencies
     from tlbench.interrupts import sigterm_as_interrupt
     from tlbench.tracking import Tracker
+    from tlbench.tracking.access import check_access
     from tlbench.tune import open_storage, resolve_storage_url, start_helpers, stop_helpers, tune_grid
     from tlbench.tune.grid import one_per_configuration
+    from tlbench.tune.storage import STORAGE_ENV
 
     spec, cells, chosen = common.load(grid, select)
     common.check_workers(workers)
     sigterm_as_interrupt()
     url = resolve_storage_url(storage)
     open_storage(url)  # a bad URL fails here, before any training
-    argv = _helper_argv(
-        grid, select, trials, pruner, url, tracking_uri=tracking_uri, data_dir=data_dir, device=device
-    )
-    helpers = start_helpers(workers, argv, seed, common.err_console)  # more processes on the same studies
     tracker = Tracker(tracking_uri)
-    options = RunOptions(tracker.uri, tracker.experiment_id(spec.name), data_dir=data_dir, device=device)
+    options = RunOptions(tracker.uri, check_access(tracker, spec.name), data_dir=data_dir, device=device)
+    argv = _helper_argv(
+        grid, select, trials, pruner, tracking_uri=tracking_uri, data_dir=data_dir, device=device
+    )
+    helpers = start_helpers(workers, argv, seed, common.err_console, {STORAGE_ENV: url})  # same studies
     common.err_console.print(
         f"tuning {len(one_per_configuration(chosen))} configuration(s) of grid [bold]{spec.name}[/], "
         f"{trials} trials each → studies in "

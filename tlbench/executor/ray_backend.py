@@ -37,11 +37,14 @@ FORWARDED_ENV = (
 )
 
 
-def _ray_cell(task: Task, options: RunOptions) -> CellOutcome:
-    """One cell inside a Ray worker."""
+def _ray_cell(task: Task, options: RunOptions, secrets: dict[str, str] | None = None) -> CellOutcome:
+    """One cell inside a Ray worker; ``secrets`` (MLflow's credentials) are a task argument, not
+    a ``runtime_env``, which Ray's dashboard shows (the worker process is this cell's alone)."""
     import dataclasses
 
     import ray
+
+    os.environ.update(secrets or {})
 
     from tlbench.executor.runner import run_cell
 
@@ -93,8 +96,11 @@ def run_ray(
         log_to_driver=False,
         runtime_env={"env_vars": env} if env else None,
     )
+    from tlbench.tracking.access import credentials
+
+    secrets = ray.put(credentials())  # one copy in the object store, resolved in each task
     try:
-        return _drive(ray, cells, tracker, options.resolved(), cells_per_gpu, retries, console)
+        return _drive(ray, cells, tracker, options.resolved(), cells_per_gpu, retries, console, secrets)
     finally:
         ray.shutdown()
 
@@ -107,6 +113,7 @@ def _drive(
     cells_per_gpu: int,
     retries: int,
     console: Console,
+    secrets: Any = None,
 ) -> list[CellOutcome]:
     gpus = ray.cluster_resources().get("GPU", 0)
     remote = ray.remote(
@@ -125,7 +132,7 @@ def _drive(
     last_poll = 0.0
     while schedule.active:
         while (task := schedule.next_task()) is not None:
-            in_flight[remote.remote(task, options)] = (task, time.time())
+            in_flight[remote.remote(task, options, secrets)] = (task, time.time())
         if schedule.elsewhere and time.time() - last_poll > min(2.0, heartbeat_interval()):
             schedule.poll_elsewhere()
             last_poll = time.time()

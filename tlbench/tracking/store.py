@@ -82,6 +82,10 @@ class Tracker:
                 client = MlflowClient(tracking_uri=self.uri)
                 client.search_experiments(max_results=1)
         else:
+            if self.uri.startswith(("http://", "https://")):
+                from tlbench.tracking.retries import announce_retries
+
+                announce_retries()  # a server restart: "retrying" on the console, not silence
             client = MlflowClient(tracking_uri=self.uri)
         # Ctrl-C / SIGTERM never land inside a store write (they would leave SQLite locked)
         self.client = UninterruptedClient(client)

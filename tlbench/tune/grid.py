@@ -29,10 +29,11 @@ from tlbench.tune.study import tune_cell
 
 
 def start_helpers(
-    workers: str, argv: list[str], seed: int | None, console: Console
+    workers: str, argv: list[str], seed: int | None, console: Console, env: dict[str, str] | None = None
 ) -> list[subprocess.Popen[bytes]]:
     """``--workers N``: N-1 more ``tlbench <argv>`` processes, each pinned to its GPU or with its
-    share of the CPU cores (this process takes the first slot)."""
+    share of the CPU cores (this process takes the first slot); ``env`` on top of this one's
+    (secrets such as the storage URL: a command line is readable by every user)."""
     from tlbench.executor.pool import plan_slots
 
     slots = plan_slots(workers)
@@ -40,12 +41,12 @@ def start_helpers(
         return []
     procs = []
     for i, slot in enumerate(slots[1:], start=1):
-        env = {**os.environ, "OMP_NUM_THREADS": str(slot.threads)}
+        child = {**os.environ, **(env or {}), "OMP_NUM_THREADS": str(slot.threads)}
         if slot.gpu is not None:
-            env["CUDA_VISIBLE_DEVICES"] = slot.gpu
+            child["CUDA_VISIBLE_DEVICES"] = slot.gpu
         extra = ["--seed", str(seed + i)] if seed is not None else []  # different proposals per process
         cmd = [sys.executable, "-m", "tlbench.cli", *argv, *extra]
-        procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL))
+        procs.append(subprocess.Popen(cmd, env=child, stdout=subprocess.DEVNULL))
     first = slots[0]
     if first.gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = first.gpu
