@@ -69,12 +69,12 @@ class TrialRun:
 
 @lru_cache(maxsize=8)
 def _load_cached(
-    name: str, params_items: tuple, data_dir: str | None, seed: int, subset: float | None, val: float
+    name: str, params_items: tuple, data_dir: str | None, seed: int, sizes: tuple, val: float
 ) -> Any:
     from tlbench.data import load_dataset
 
     return load_dataset(
-        name, params=dict(params_items), data_dir=data_dir, seed=seed, subset=subset, val_fraction=val
+        name, params=dict(params_items), data_dir=data_dir, seed=seed, val_fraction=val, **dict(sizes)
     )
 
 
@@ -85,8 +85,9 @@ def load_cell_data(cell: Cell, data_dir: str | Path | None) -> Any:
     )
     t = cell.train
     seed = t.seed if t.data_seed is None else t.data_seed  # replicates resample the split unless held
+    sizes = (("subset", t.subset), ("shots", t.shots), ("train_examples", t.train_examples))
     return _load_cached(
-        cell.dataset.name, params, str(data_dir) if data_dir else None, seed, t.subset, t.val_fraction
+        cell.dataset.name, params, str(data_dir) if data_dir else None, seed, sizes, t.val_fraction
     )
 
 

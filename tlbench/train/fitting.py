@@ -93,6 +93,7 @@ def _start_info(
         "phases": ",".join(f"{p.name}:{p.epochs}" for p in s.phases),
         "feature_cache": ",".join(("cached" if c else "online") for c in s.cached),
         "data_loading": f"streamed ({loader_workers()} workers)" if data.train.streamed else "tensor",
+        **data.params(),  # data.splits / val / shots / train_sha1 ...: what was official, carved, drawn
         "compile": compile,
         **trained_settings(s.model),
         **_environment(),

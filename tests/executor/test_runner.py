@@ -1,0 +1,30 @@
+"""What ``run_cell`` feeds ``fit``: a cell's sizes (``shots``, ``train_examples``) reach its data."""
+
+from __future__ import annotations
+
+from tlbench.executor.runner import load_cell_data
+from tlbench.grid import expand
+from tlbench.spec import parse_grid
+
+
+def _cells(train: dict) -> list:
+    raw = {
+        "name": "sizes",
+        "train": {"epochs": 1, "image_size": 8, **train},
+        "seeds": 2,
+        "datasets": ["digits"],
+        "backbones": [{"name": "test_resnet", "weights": "none"}],
+        "strategies": ["scratch"],
+        "optimizers": ["sgd"],
+        "augmentations": ["none"],
+    }
+    return expand(parse_grid(raw))
+
+
+def test_shots_and_train_examples_reach_the_cells_data_and_each_seed_draws_its_own():
+    s0, s1 = _cells({"shots": 2})
+    a, b = load_cell_data(s0, None), load_cell_data(s1, None)
+    assert len(a.train) == len(b.train) == 2 * a.num_classes
+    assert a.params()["data.train_sha1"] != b.params()["data.train_sha1"]
+    vtab = load_cell_data(_cells({"train_examples": 100})[0], None)
+    assert (len(vtab.train), len(vtab.val)) == (80, 20)
