@@ -128,3 +128,71 @@ def write_pets(data_dir: Path, breeds: int = 3, trainval: int = 12, test: int = 
                 lines.append(f"{image_id} {b + 1} {1 + b % 2} 1")
         (base / "annotations" / f"{split}.txt").write_text("\n".join(lines) + "\n")
     return base
+
+
+class ServerProcess:
+    """A ``tlbench server`` (or any long-running command) that a test can stop and start again,
+    logging to a file (never an unread pipe) in its own process group."""
+
+    def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
+        self.args, self.env, self.log = args, env, log
+        self.proc = None
+
+    def start(self) -> ServerProcess:
+        import subprocess
+
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                self.args, env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        return self
+
+    def wait_http(self, url: str, timeout: float = 180) -> None:
+        """GET ``url`` (no credentials) until the server answers anything, even 401."""
+        import time
+        import urllib.error
+        import urllib.request
+
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            try:
+                urllib.request.urlopen(url, timeout=5).close()
+                return
+            except urllib.error.HTTPError:
+                return
+            except OSError:
+                if self.proc.poll() is not None:
+                    raise AssertionError(f"exited {self.proc.returncode}:\n{self.output()}") from None
+                time.sleep(0.5)
+        raise AssertionError(f"{url} did not answer in {timeout:g} s:\n{self.output()}")
+
+    def stop(self) -> None:
+        import contextlib
+        import os
+        import signal
+        import subprocess
+
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=30)
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def process_cmdlines() -> list[str]:
+    """Every process's command line, as ``ps`` shows it to any user of the machine."""
+    out = []
+    for path in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            out.append(path.read_bytes().replace(b"\0", b" ").decode(errors="replace"))
+        except OSError:
+            continue
+    return out

@@ -52,6 +52,8 @@ def server_command(
         "MLFLOW_BACKEND_STORE_URI": with_driver(backend_store_uri),
         # never MLflow's: a stray one would replace the store given here
         "MLFLOW_REGISTRY_STORE_URI": with_driver(backend_store_uri),
+        # MLflow's job runner (GenAI evaluation jobs) is one more process tlbench never uses
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": os.environ.get("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false"),
     }
     return cmd, env
 
