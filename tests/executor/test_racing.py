@@ -131,3 +131,25 @@ def test_rungs_round_up_to_whole_epochs_and_bad_plans_name_the_key():
         parse_grid({**GRID, "race": {"rungs": [0.5, 0.3]}})
     with pytest.raises(SpecError, match=r"race\.by: .*unknown axis 'datset'"):
         parse_grid({**GRID, "race": {"by": ["datset"]}})
+
+
+def test_the_report_accounts_for_the_race_and_leaves_dropped_cells_out_of_the_means(raced, tmp_path):
+    from tlbench import report as rp
+
+    cells, _, _, outcomes, tracker, _ = raced
+    exp = tracker.experiment_id("race")
+    rep = rp.build(
+        cells, tracker, exp, grid="race", rows=["dataset"], cols=["optimizer"], compare="optimizer"
+    )
+    grid_row = rep.race.set_index("dataset").loc["all"]
+    assert (grid_row["cells"], grid_row["finished"], grid_row["dropped"]) == (9, 6, 3)
+    assert (grid_row["epochs_budget"], grid_row["epochs_trained"]) == (54, 6 * 6 + 3 * 3)
+    assert grid_row["epochs_saved_pct"] == pytest.approx(100 * 9 / 54, abs=0.1)
+    assert grid_row["device_s"] > grid_row["device_s_saved"] > 0
+    assert rep.race.set_index("dataset").loc["digits", "winner"].split("/")[3] in ("good", "near")
+    assert len(rep.raced_out) == 3 and rep.raced_out["race_leader"].str.contains("/scratch/").all()
+    configs = rep.configs.set_index("optimizer")
+    assert configs.loc["tiny", "status"] == "DROPPED 3" and configs.loc["tiny", "n"] == 0
+    assert rep.pivot.loc["digits", "tiny"] != rep.pivot.loc["digits", "tiny"]  # NaN: not a result
+    md = rp.render.to_markdown(rep)
+    assert "## Racing" in md and "### Raced out" in md

@@ -132,6 +132,8 @@ def _show(rep: Any, grid: str) -> None:
     rp.render_pivot(rep, console)
     rp.render_compare(rep, console)
     rp.render_ranks(rep, console)
+    if not rep.race.empty:
+        rp.render_frame(rep.race, console, "racing: compute spent and saved (winner: best mean val acc)")
     if not rep.reported.empty:
         rp.render_frame(rep.reported, console, "reported elsewhere vs tlbench")
     if not rep.tuned.empty:

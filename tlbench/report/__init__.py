@@ -22,6 +22,7 @@ from tlbench.report.comparisons import check_compare_axis, compare_table, rank_r
 from tlbench.report.configs import config_table
 from tlbench.report.pivots import AGGS, PivotTable, pivot_table
 from tlbench.report.plots import figures
+from tlbench.report.racing import dropped_table, race_table
 from tlbench.report.render import (
     FORMATS,
     render_compare,
@@ -137,6 +138,8 @@ def build(
         ranks=ranks,
         ci=ci,
         agg=agg,
+        race=race_table(df),
+        raced_out=dropped_table(df),
     )
     if plots and out is not None:
         out.mkdir(parents=True, exist_ok=True)

@@ -42,8 +42,8 @@ def cells_frame(cells: list[Cell], tracker: Tracker, experiment_id: str) -> pd.D
         mine = by_cell.get(cell.id, [])
         finished = [r for r in mine if r.info.status == "FINISHED"]
         run = finished[0] if finished else (mine[0] if mine else None)
-        status = run.info.status if run else "MISSING"
-        reason = run.data.tags.get(tags.REASON, "") if run and status != "FINISHED" else ""
+        status = _status(run)
+        reason = _reason(run) if run and status != "FINISHED" else ""
         metrics = dict(run.data.metrics) if run and status == "FINISHED" else {}
         rows.append((cell, status, metrics, reason, run))
     df = summary_frame((c, s, m, r) for c, s, m, r, _ in rows)
@@ -55,7 +55,32 @@ def cells_frame(cells: list[Cell], tracker: Tracker, experiment_id: str) -> pd.D
     df["device"] = [run.data.tags.get(tags.DEVICE, "") if run else "" for *_, run in rows]
     for key in ENV_PARAMS:
         df[key] = [run.data.params.get(key, "") if run else "" for *_, run in rows]
+    for key in ("epochs_trained", "device_s"):  # compute spent, whatever the state (racing, #18)
+        df[key] = [run.data.metrics.get(key) if run else None for *_, run in rows]
+    for key in (tags.RACE_RUNG, tags.RACE_RULE, tags.RACE_LEADER, tags.RACE_REASON):
+        df[key.removeprefix("tlbench.")] = [run.data.tags.get(key, "") if run else "" for *_, run in rows]
     return df
+
+
+def _status(run: Any | None) -> str:
+    """The run's state as the report names it: a raced-out or paused run (SCHEDULED in MLflow)
+    is DROPPED or PAUSED, not a crash and not a result."""
+    if run is None:
+        return "MISSING"
+    if run.info.status == "SCHEDULED":
+        return {tags.DROPPED: "DROPPED", tags.PAUSED: "PAUSED"}.get(
+            run.data.tags.get(tags.RACE, ""), "SCHEDULED"
+        )
+    return run.info.status
+
+
+def _reason(run: Any) -> str:
+    if run.data.tags.get(tags.RACE) == tags.DROPPED:
+        rung, leader = run.data.tags.get(tags.RACE_RUNG, ""), run.data.tags.get(tags.RACE_LEADER, "")
+        return f"raced out at {rung}; leader {leader}"
+    if run.data.tags.get(tags.RACE) == tags.PAUSED:
+        return f"paused at {run.data.tags.get(tags.RACE_RUNG, '')}"
+    return run.data.tags.get(tags.REASON, "")
 
 
 def _test_is_val(dataset: str) -> bool:

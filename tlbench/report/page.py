@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from tlbench.report import fmt
+from tlbench.report.racing import RACE_NOTE
 from tlbench.report.tables import Report, label
 
 CSS = """
@@ -146,6 +147,13 @@ def to_html(rep: Report) -> str:
     sections = [
         f"<h1>tlbench report: grid <code>{grid}</code></h1><p>{html.escape(fmt.counts_line(rep))}</p>"
     ]
+    if not rep.race.empty:
+        sections += [
+            "<h2>Racing</h2>",
+            f"<p>{html.escape(RACE_NOTE)}</p>",
+            _html_table(rep.race, index=False),
+        ]
+        sections += ["<h3>Raced out</h3>", _html_table(rep.raced_out, index=False)]
     if not rep.reported.empty:
         sections += ["<h2>Reported elsewhere vs tlbench</h2>", _html_table(rep.reported, index=False)]
     if not rep.tuned.empty:

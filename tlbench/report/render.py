@@ -16,6 +16,7 @@ from tlbench.report import fmt
 from tlbench.report.console import render_compare, render_frame, render_pivot, render_ranks, render_summary
 from tlbench.report.latex import to_latex
 from tlbench.report.page import to_html
+from tlbench.report.racing import RACE_NOTE
 from tlbench.report.tables import Report, label
 
 __all__ = [
@@ -113,6 +114,9 @@ def _epoch_sections(rep: Report) -> list[str]:
 def to_markdown(rep: Report) -> str:
     """The report as one Markdown page; plots are linked by file name (they sit beside it)."""
     parts = [f"# tlbench report: grid `{rep.grid}`", fmt.counts_line(rep)]
+    if not rep.race.empty:
+        parts += [f"## Racing\n\n{RACE_NOTE}", _markdown_table(rep.race, index=False)]
+        parts += ["### Raced out", _markdown_table(rep.raced_out, index=False)]
     if not rep.reported.empty:
         parts += ["## Reported elsewhere vs tlbench", _markdown_table(rep.reported, index=False)]
     if not rep.tuned.empty:
@@ -150,6 +154,9 @@ def _csv_tables(rep: Report) -> dict[str, tuple[pd.DataFrame, bool]]:
         tables[f"compare_{rep.compare_axis}.csv"] = (rep.compare, False)
     if not fmt.ranks_frame(rep).empty:
         tables[f"ranks_{rep.compare_axis}.csv"] = (fmt.ranks_frame(rep), False)
+    if not rep.race.empty:
+        tables["racing.csv"] = (rep.race, False)
+        tables["raced_out.csv"] = (rep.raced_out, False)
     if not rep.reported.empty:
         tables["reported_vs_tlbench.csv"] = (rep.reported, False)
     if not rep.tuned.empty:

@@ -80,6 +80,9 @@ class Report:
     ranks: RankResult | None = None
     ci: str = "t"
     agg: str = "mean"
+    # racing (#18): compute spent and saved per group, and the cells raced out
+    race: pd.DataFrame = field(default_factory=pd.DataFrame)
+    raced_out: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     def status_counts(self) -> dict[str, int]:
         """How many cells are in each state, for the report's first line."""
