@@ -82,7 +82,7 @@ INCOMPLETE_EXIT = 3  # --require-complete: some cells are held by other live pro
 @click.option(
     "--race-by",
     default=None,
-    help="comma list of the axes a comparison group shares (default dataset,backbone; implies --race)",
+    help="comma list of the axes a comparison group shares (default dataset,backbone,strategy; implies --race)",
 )
 @common.storage_option
 @click.option(

@@ -20,7 +20,7 @@ class RacePlan:
 
     rungs: tuple[float, ...] = (1 / 9, 1 / 3)  # fractions of each cell's epochs
     epochs: tuple[int, ...] | None = None  # or explicit rung epochs
-    by: tuple[str, ...] = ("dataset", "backbone")  # the axes a comparison group shares
+    by: tuple[str, ...] = ("dataset", "backbone", "strategy")  # the axes a comparison group shares
     eta: int = 3  # one seed: successive halving keeps the top 1/eta
     level: float = 0.95
 

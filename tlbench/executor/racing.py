@@ -2,8 +2,10 @@
 beaten with confidence dropped at each rung (``tlbench.stats.racing``), every dropped cell kept
 resumable.
 
-- **Groups**: cells sharing the ``by`` axes (default dataset and backbone). A rung is a barrier
-  per group, never for the grid: while one group waits for its last cell, the others advance.
+- **Groups**: cells sharing the ``by`` axes (default dataset, backbone and strategy: strategies
+  learn at different paces, and a race across them drops slow starters that win in the end: from
+  scratch, LP-FT before its fine-tune phase). A rung is a barrier per group, never for the grid:
+  while one group waits for its last cell, the others advance.
 - **Rungs**: fractions of each cell's own epochs (or explicit epochs), rounded up to whole epochs
   (at least 1); the last rung is all of its epochs. A cell pauses at a rung through its per-epoch
   checkpoint (``fit(pause_at=...)``): its schedule is its full budget's, so a survivor ends
@@ -71,7 +73,9 @@ class _Group:
 class Race:
     """The racing part of a run's schedule: which cells train to which rung, and what is dropped.
 
-    ``force``: the store's progress is ignored (every raced cell trains from its first epoch)."""
+    ``force``: the store's progress is ignored (every raced cell trains from its first epoch).
+    ``what_if``: replay the rule on finished runs' histories without writing anything, finished
+    cells dropped like any other (``benchmarks/perf/racing.py --replay``)."""
 
     def __init__(
         self,
@@ -81,8 +85,10 @@ class Race:
         experiment_id: str,
         variant: str | None = None,
         force: bool = False,
+        what_if: bool = False,
     ):
         self.plan, self.tracker, self.experiment_id, self.variant = plan, tracker, experiment_id, variant
+        self.what_if = what_if
         sources = {c.depends_on for c in cells if c.depends_on}
         raced = [c for c in cells if c.name not in sources]
         self.groups: dict[tuple[str, ...], _Group] = {}
@@ -174,7 +180,7 @@ class Race:
         for drop in race_decisions(by_config, level=self.plan.level, eta=self.plan.eta):
             for name in [n for n in g.alive if (g.cells[n].config_name or n) == drop.config]:
                 g.alive.discard(name)
-                if name not in self.finished:  # a finished run stays a result
+                if name not in self.finished or self.what_if:  # a finished run stays a result
                     self._drop(g, name, drop)
 
     def _drop(self, g: _Group, name: str, drop: Any) -> None:
@@ -182,7 +188,7 @@ class Race:
         cell, epoch = g.cells[name], g.epoch(name, self.plan)
         rung = f"rung {g.rung + 1} (epoch {epoch} of {cell.train.epochs})"
         run_id = self.run_ids.get(name)
-        if run_id is not None:
+        if run_id is not None and not self.what_if:
             marks = {
                 tags.RACE: tags.DROPPED,
                 tags.RACE_RUNG: rung,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-GROUP = ["dataset", "backbone"]
+GROUP = ["dataset", "backbone", "strategy"]
 RACE_NOTE = (
     "Cells raced rung by rung (tlbench run --race): a configuration whose upper 95 % bound of "
     "best-val accuracy fell below the group leader's lower bound was dropped (one seed: successive "
@@ -64,7 +64,7 @@ def _winner(g: pd.DataFrame) -> str:
 
 
 def race_table(df: pd.DataFrame) -> pd.DataFrame:
-    """One row per comparison group (dataset, backbone) and a final ``all`` row for the grid."""
+    """One row per comparison group (dataset, backbone, strategy) and an ``all`` row for the grid."""
     if df.empty or not raced(df):
         return pd.DataFrame(columns=RACE_COLUMNS)
     s = _spent(df)

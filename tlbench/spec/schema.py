@@ -289,7 +289,9 @@ class RaceConfig(_Strict):
     enabled: bool = Field(True, description="race when the grid runs (`tlbench run --no-race` overrides)")
     rungs: tuple[float, ...] = Field((1 / 9, 1 / 3), description="fractions of each cell's epochs")
     epochs: tuple[int, ...] | None = Field(None, description="rung epochs instead of fractions")
-    by: tuple[str, ...] = Field(("dataset", "backbone"), description="the axes a comparison group shares")
+    by: tuple[str, ...] = Field(
+        ("dataset", "backbone", "strategy"), description="the axes a comparison group shares"
+    )
     eta: int = Field(3, ge=2, description="successive halving (one seed): keep the top 1/eta")
     level: float = Field(0.95, gt=0.5, lt=1.0, description="confidence level of the intervals")
 
