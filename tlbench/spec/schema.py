@@ -101,7 +101,9 @@ class TrainConfig(_Strict):
     min_lr: float = Field(0.0, ge=0)
     seed: int = 0
     data_seed: int | None = Field(
-        None, description="draws the val carve and the subset; None = seed (replicates resample the data)"
+        None,
+        description="draws the val carve and the subset / shots / train_examples; None = seed "
+        "(replicates resample the data)",
     )
     subset: float | None = Field(None, gt=0, le=1, description="stratified fraction of train to use")
     shots: int | None = Field(None, ge=1, description="K train images per class (few-shot); val as is")
