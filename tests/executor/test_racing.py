@@ -153,3 +153,23 @@ def test_the_report_accounts_for_the_race_and_leaves_dropped_cells_out_of_the_me
     assert rep.pivot.loc["digits", "tiny"] != rep.pivot.loc["digits", "tiny"]  # NaN: not a result
     md = rp.render.to_markdown(rep)
     assert "## Racing" in md and "### Raced out" in md
+
+
+def test_the_command_line_refuses_a_bad_race_before_training(tmp_path):
+    import yaml
+    from click.testing import CliRunner
+
+    from tlbench.cli import main
+
+    grid = tmp_path / "race.yaml"
+    grid.write_text(yaml.safe_dump({**GRID, "race": {"epochs": [2, 9]}}))
+    store = f"sqlite:///{tmp_path / 'm.db'}"
+    bad_axis = CliRunner().invoke(
+        main, ["run", "--grid", str(grid), "--tracking-uri", store, "--race-by", "datset"]
+    )
+    assert bad_axis.exit_code == 2 and "unknown axis 'datset'" in bad_axis.output
+    beyond = CliRunner().invoke(main, ["run", "--grid", str(grid), "--tracking-uri", store])
+    assert (
+        beyond.exit_code == 2 and "race.epochs[1]" in beyond.output and "beyond the 6 epochs" in beyond.output
+    )
+    assert not (tmp_path / "m.db").exists() or "FINISHED" not in beyond.output
