@@ -11,7 +11,7 @@ import sys
 import click
 import pytest
 import yaml
-from helpers import REPO, free_port
+from helpers import REPO, free_port, process_cmdlines
 from mlflow.tracking import MlflowClient
 
 from tlbench.cli import main
@@ -130,14 +130,21 @@ augmentations: [none]
 def test_the_compose_topology_natively(make_postgres_db, tmp_path, write_grid, compose, services):
     """postgres + `tlbench server` + two `tlbench run` workers + `tlbench dashboard`, the
     commands of compose.yaml, on 127.0.0.1."""
-    mlflow_db, optuna_db = make_postgres_db("_mlflow"), make_postgres_db("_optuna")
+    db_password = "dbpw-" + os.urandom(8).hex()  # the cluster trusts 127.0.0.1, so any password works
+    mlflow_db, optuna_db = (
+        make_postgres_db(suffix).replace("postgres@", f"postgres:{db_password}@")
+        for suffix in ("_mlflow", "_optuna")
+    )
     grid = write_grid(GRID)
     port, dash_port = free_port(), free_port()
+    admin_password, worker_password = "admin-" + os.urandom(8).hex(), "worker-" + os.urandom(8).hex()
     env = {
         **os.environ,
         "TLBENCH_OPTUNA_STORAGE": optuna_db,
         "TLBENCH_CHECKPOINTS": str(tmp_path / "checkpoints"),
         "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{port}",
+        "MLFLOW_TRACKING_USERNAME": "worker",  # the workers' account, as in compose.yaml
+        "MLFLOW_TRACKING_PASSWORD": worker_password,
     }
     cli = [sys.executable, "-m", "tlbench.cli"]
 
@@ -146,16 +153,27 @@ def test_the_compose_topology_natively(make_postgres_db, tmp_path, write_grid, c
         return services.start([*cli, *args], env=env)
 
     server_args = [_substitute(str(a), {}) for a in compose["services"]["mlflow"]["command"]]
-    server_args[server_args.index("--backend-store-uri") + 1] = mlflow_db
+    assert "--auth" in server_args and not any("://" in a for a in server_args)  # secrets: environment
     server_args[server_args.index("--artifacts-destination") + 1] = str(tmp_path / "artifacts")
     server_args[server_args.index("--host") + 1] = "127.0.0.1"
     server_args[server_args.index("--port") + 1] = str(port)
-    server = service(server_args)
+    server_env = {"TLBENCH_SERVER_STORE": mlflow_db, "TLBENCH_MLFLOW_ADMIN_PASSWORD": admin_password}
+    assert set(server_env) <= set(compose["services"]["mlflow"]["environment"])
+    server = services.start([*cli, *server_args], env={**os.environ, **server_env})
     dash_args = [str(a) for a in compose["services"]["dashboard"]["command"]]
     dash_args[dash_args.index("--host") + 1] = "127.0.0.1"
     dash_args[dash_args.index("--port") + 1] = str(dash_port)
     dashboard = service(dash_args)
     services.wait_http(f"http://127.0.0.1:{port}/health", server)
+    admin = {**env, "MLFLOW_TRACKING_USERNAME": "admin", "MLFLOW_TRACKING_PASSWORD": admin_password}
+    granted = subprocess.run(  # docker/README: the one-off `grant` that creates the workers' account
+        [*cli, "grant", "worker", "--create", "--grid", str(grid)],
+        env={**admin, "TLBENCH_MLFLOW_USER_PASSWORD": worker_password},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert granted.returncode == 0, granted.stderr
 
     worker_args = [
         _substitute(str(a), {"TLBENCH_GRID": str(grid)}) for a in compose["services"]["worker"]["command"]
@@ -175,8 +193,12 @@ def test_the_compose_topology_natively(make_postgres_db, tmp_path, write_grid, c
     )
     assert tune.returncode == 0, tune.stderr
 
-    client = MlflowClient(f"http://127.0.0.1:{port}")
-    runs = client.search_runs([client.get_experiment_by_name("stack").experiment_id])
+    os.environ.update(MLFLOW_TRACKING_USERNAME="worker", MLFLOW_TRACKING_PASSWORD=worker_password)
+    try:
+        client = MlflowClient(f"http://127.0.0.1:{port}")
+        runs = client.search_runs([client.get_experiment_by_name("stack").experiment_id])
+    finally:
+        os.environ.pop("MLFLOW_TRACKING_USERNAME"), os.environ.pop("MLFLOW_TRACKING_PASSWORD")
     cells = [
         r.info.run_name for r in runs if r.info.status == "FINISHED" and "tlbench.variant" not in r.data.tags
     ]
@@ -184,4 +206,8 @@ def test_the_compose_topology_natively(make_postgres_db, tmp_path, write_grid, c
     assert len({r.data.tags["tlbench.pid"] for r in runs if "tlbench.variant" not in r.data.tags}) == 2
     assert "RUNNING" not in {r.info.status for r in runs}
     studies = services.wait_http(f"http://127.0.0.1:{dash_port}/api/studies", dashboard)
-    assert "tlbench-" in studies  # the dashboard reads the studies the worker's tune wrote
+    assert '"study_name": "stack/' in studies  # the dashboard reads the studies the worker's tune wrote
+    seen = [*process_cmdlines(), *outs, tune.stdout, tune.stderr, granted.stderr]
+    seen += [services.output(p, tail=10**7) for p in (server, dashboard)]
+    for secret in (db_password, admin_password, worker_password):
+        assert not any(secret in text for text in seen)  # no process list, console or log shows it

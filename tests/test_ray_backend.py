@@ -31,9 +31,12 @@ def _env(tmp_path: Path) -> dict[str, str]:
     }
 
 
+ADMIN_PASSWORD = "ray-admin-" + os.urandom(8).hex()
+
+
 @pytest.fixture
 def mlflow_server(postgres_url, tmp_path, services):
-    """`tlbench server` on a fresh PostgreSQL database, on loopback; yields its URL."""
+    """`tlbench server --auth` on a fresh PostgreSQL database, on loopback; yields its URL."""
     port = free_port()
     proc = services.start(
         [
@@ -49,7 +52,9 @@ def mlflow_server(postgres_url, tmp_path, services):
             str(tmp_path / "server-artifacts"),
             "--workers",
             "1",
-        ]
+            "--auth",
+        ],
+        env={**os.environ, "TLBENCH_MLFLOW_ADMIN_PASSWORD": ADMIN_PASSWORD},
     )
     url = f"http://127.0.0.1:{port}"
     services.wait_http(f"{url}/health", proc)
@@ -102,8 +107,14 @@ def _node_of(pid: int) -> int | None:
 
 
 def test_grid_on_two_ray_nodes_with_a_postgres_mlflow_server_survives_losing_a_node(
-    write_grid, tmp_path, ray_cluster, mlflow_server
+    write_grid, tmp_path, ray_cluster, mlflow_server, monkeypatch
 ):
+    """The nodes were started without MLflow credentials: the tasks get the driver's (a task
+    argument, not a runtime_env) and authenticate with them."""
+    creds = {"MLFLOW_TRACKING_USERNAME": "admin", "MLFLOW_TRACKING_PASSWORD": ADMIN_PASSWORD}
+    assert not set(creds) & set(ray_cluster["env"])
+    for name, value in creds.items():
+        monkeypatch.setenv(name, value)  # this test's own client
     grid = write_grid(
         TRANSFER_GRID.replace("epochs: 2", "epochs: 60").replace(
             "strategies: [linear_probe, scratch]", "strategies: [linear_probe, scratch, finetune]"
@@ -126,7 +137,7 @@ def test_grid_on_two_ray_nodes_with_a_postgres_mlflow_server_survives_losing_a_n
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
-        env=ray_cluster["env"],
+        env={**ray_cluster["env"], **creds},
     )
     client = MlflowClient(mlflow_server)
     second = ray_cluster["second"].pid
