@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import click
 
+from tlbench.cli.cache import cache
 from tlbench.cli.dashboard import dashboard
 from tlbench.cli.grant import grant
 from tlbench.cli.grids import grids_cmd, init_cmd
@@ -37,6 +38,7 @@ for command in (
     server,
     grant,
     dashboard,
+    cache,
 ):
     main.add_command(command)
 

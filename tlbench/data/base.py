@@ -105,6 +105,21 @@ class TensorSplit:
 
 
 @dataclass
+class SourceRows:
+    """Where a cell's train and val rows come from: the *uncarved* source splits and the drawn
+    indices into them, so a feature store can extract a source split once and serve every val
+    carve, subset, shots or replicate draw of it by index (``val_rows`` None: the source's own
+    val split is used as is; test is never drawn from)."""
+
+    fingerprint: str  # identity of the source (name, params, files or generator version)
+    root: Path  # the data dir: the feature store lives beside its tensor cache
+    train: TensorSplit
+    train_rows: np.ndarray
+    val: TensorSplit | None = None
+    val_rows: np.ndarray | None = None
+
+
+@dataclass
 class DatasetSplits:
     """Train / val / test of one dataset, with its class names and where it came from."""
 
@@ -115,6 +130,7 @@ class DatasetSplits:
     classes: list[str]
     source: str = ""  # where the data was read from (a path, "generated", "scikit-learn")
     notes: dict[str, str] = field(default_factory=dict)  # e.g. {"val": "carved from train (seed 0)"}
+    origin: SourceRows | None = field(default=None, repr=False)  # the uncarved source (feature store)
 
     @property
     def num_classes(self) -> int:

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from tlbench.data import cifar, digits, fashion, folders, synthetic, tvsets
-from tlbench.data.base import DatasetSplits, FileImages, TensorSplit
+from tlbench.data.base import DatasetSplits, FileImages, SourceRows, TensorSplit
 from tlbench.data.cache import cache_path, read_cache, write_cache
 from tlbench.data.catalog import CATALOG, RawSplits, dataset_meta
 from tlbench.data.catalog import DatasetNotFoundError as DatasetNotFoundError  # re-exported
@@ -121,6 +121,16 @@ def load_dataset(
         images = x if isinstance(x, FileImages) else torch.from_numpy(np.ascontiguousarray(x))
         return TensorSplit(images, torch.from_numpy(y.astype(np.int64)))
 
+    root = data_root(data_dir)
+    known = info.fingerprint(root, **{**info.params, **params}) if info.fingerprint else None
+    origin = SourceRows(  # "" fingerprint: the feature store hashes the pixels instead
+        fingerprint=f"{name}|{sorted(params.items())}|{known}" if known else "",
+        root=root,
+        train=split(*raw.train),
+        train_rows=drawn.train,
+        val=split(*raw.val) if raw.val is not None else None,
+        val_rows=drawn.val,
+    )
     return DatasetSplits(
         name=name,
         train=split(train_x, train_y),
@@ -129,6 +139,7 @@ def load_dataset(
         classes=list(raw.classes),
         source=raw.source,
         notes=notes,
+        origin=origin,
     )
 
 

@@ -94,8 +94,11 @@ def extract_features(
     batch_size: int,
     autocast: bool,
     channels_last: bool,
+    keep_dtype: bool = False,
 ) -> torch.Tensor:
-    """Pre-logits features (what the classifier sees) of a whole split, in eval mode."""
+    """Pre-logits features (what the classifier sees) of a whole split, in eval mode; float32, or
+    with ``keep_dtype`` in the dtype the backbone computed them in (bf16 under CUDA autocast: the
+    feature store keeps that, and its ``.float()`` on reading is exactly this function's)."""
     model.eval()
     dev = split.labels.device
     out = []
@@ -103,7 +106,7 @@ def extract_features(
     for x in image_inputs(split, transform, index, channels_last=channels_last):
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=autocast):
             f = model.forward_head(model.forward_features(x), pre_logits=True)  # type: ignore[operator]
-        out.append(f.float().flatten(1))
+        out.append((f if keep_dtype else f.float()).flatten(1))
     return torch.cat(out)
 
 

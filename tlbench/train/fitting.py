@@ -21,6 +21,7 @@ from tlbench.models import trained_settings
 from tlbench.optim import build_optimizer, build_scheduler
 from tlbench.strategies import Phase, apply_phase, set_train_mode
 from tlbench.train.evaluation import adapt_batchnorm, evaluate, extract_features
+from tlbench.train.features import open_store
 from tlbench.train.loop import EpochTimer, NonFiniteWatch, Step, train_one_epoch
 from tlbench.train.result import NullReporter, Reporter, Result, RungReached
 from tlbench.train.setup import Setup, prepare
@@ -35,6 +36,7 @@ def fit(
     reporter: Reporter | None = None,
     device: str | torch.device | None = None,
     cache_features: bool = True,
+    feature_store: bool = True,
     compile: bool = False,
     cudnn_benchmark: bool = True,
     checkpoint: Checkpointer | None = None,
@@ -43,7 +45,9 @@ def fit(
     """Train ``cell`` on ``data``; evaluate the best-val checkpoint on test.
 
     ``cache_features``: head-only phases with a deterministic augmentation train on features
-    computed once (several times faster, same result). ``compile``: ``torch.compile`` the model.
+    computed once (several times faster, same result). ``feature_store``: those features come
+    from, or go to, the on-disk store shared by every cell and trial with the same backbone, data and
+    transform (``tlbench.features``; ``$TLBENCH_FEATURE_STORE=off`` disables it). ``compile``: ``torch.compile`` the model.
     ``checkpoint``: the state is saved there after every epoch, and training resumes from what
     it holds (model, optimizer, schedule, RNG states, history, best so far): on the CPU a resumed
     cell ends exactly as an uninterrupted one. ``pause_at``: stop after that many epochs with
@@ -68,13 +72,19 @@ def fit(
     )
     trainable, total = apply_phase(s.model, s.phases[0])
     state.max_trainable = state.max_trainable or trainable
-    rep.on_start(_start_info(s, data, trainable, total, saved, compile))
-    timer, watch = EpochTimer(s.device), NonFiniteWatch(s.device)
-    for index, phase in enumerate(s.phases):
-        if saved and index < state.phase:
-            continue  # done before the interruption
-        _run_phase(cell, s, data.num_classes, index, phase, state, rep, checkpoint, timer, watch)
-    return _result(cell, s, data, state, total)
+    s.stored = open_store(cell, s, data, enabled=cache_features and feature_store)
+    try:
+        info = _start_info(s, data, trainable, total, saved, compile)
+        rep.on_start({**info, **(s.stored.params() if s.stored else {})})
+        timer, watch = EpochTimer(s.device), NonFiniteWatch(s.device)
+        for index, phase in enumerate(s.phases):
+            if saved and index < state.phase:
+                continue  # done before the interruption
+            _run_phase(cell, s, data.num_classes, index, phase, state, rep, checkpoint, timer, watch)
+        return _result(cell, s, data, state, total)
+    finally:
+        if s.stored is not None:
+            s.stored.close()
 
 
 def _start_info(
@@ -146,9 +156,15 @@ def _phase_step(cell: Cell, s: Setup, phase: Phase, cached: bool, watch: NonFini
     )
 
 
-def _features(cell: Cell, s: Setup, timer: EpochTimer, state: TrainState) -> dict[str, torch.Tensor]:
+def _features(
+    cell: Cell, s: Setup, index: int, timer: EpochTimer, state: TrainState
+) -> dict[str, torch.Tensor]:
     """The frozen backbone run once over train and val; that pass counts as training time."""
     timer.start()
+    if s.stored is not None and index == 0:  # the shared store serves the first phase's features
+        out = {split: s.stored.split(split, s, cell.train.eval_batch_size) for split in ("train", "val")}
+        state.train_time += timer.stop()
+        return out
     kw = dict(batch_size=cell.train.eval_batch_size, autocast=s.autocast, channels_last=s.channels_last)
     out = {split: extract_features(s.model, getattr(s, split), s.eval_tf, **kw) for split in ("train", "val")}
     state.train_time += timer.stop()
@@ -185,7 +201,7 @@ def _run_phase(
         step.scheduler.load_state_dict(saved["scheduler"])  # type: ignore[index]
         updates, first = state.updates, state.phase_epoch
         set_rng_states(saved["rng"], s.gen, s.aug_gen, s.device)  # type: ignore[index]
-    features = _features(cell, s, timer, state) if cached else {}
+    features = _features(cell, s, index, timer, state) if cached else {}
     eval_kw = s.eval_kw(cell, num_classes)
     for phase_epoch in range(first, phase.epochs):
         timer.start()
@@ -229,7 +245,11 @@ def _run_phase(
 def _result(cell: Cell, s: Setup, data: DatasetSplits, state: TrainState, total: int) -> Result:
     assert state.best_state is not None
     s.model.load_state_dict(state.best_state)
-    test = evaluate(s.model, s.test, s.eval_tf, **s.eval_kw(cell, data.num_classes))
+    if s.stored is not None and all(s.cached):  # the backbone never trained: the head on test features
+        feats = s.stored.split("test", s, cell.train.eval_batch_size)
+        test = evaluate(s.model.get_classifier(), s.test, features=feats, **s.eval_kw(cell, data.num_classes))  # type: ignore[operator]
+    else:
+        test = evaluate(s.model, s.test, s.eval_tf, **s.eval_kw(cell, data.num_classes))
     info: dict[str, Any] = {
         "input_size": s.size,
         "mean": s.mean,

@@ -42,7 +42,7 @@ def can_cache_features(cell: Cell, phase: Phase) -> bool:
     return phase.trainable == "head" and not AUGMENTATIONS.get(cell.augmentation.name).random
 
 
-def _to_device(split: TensorSplit, device: torch.device) -> TensorSplit:
+def to_device(split: TensorSplit, device: torch.device) -> TensorSplit:
     """The whole split on the device; a streamed one moves its labels (pixels come per batch)."""
     images = split.images if split.streamed else split.images.to(device, non_blocking=True)
     return TensorSplit(images, split.labels.to(device, non_blocking=True))
@@ -68,6 +68,7 @@ class Setup:
     phases: list[Phase]
     cached: list[bool]  # per phase: trains the head on features computed once
     steps_per_epoch: int
+    stored: Any = None  # train.features.StoredFeatures: the shared feature store, when used
 
     def eval_kw(self, cell: Cell, num_classes: int) -> dict[str, Any]:
         return dict(
@@ -117,7 +118,7 @@ def prepare(
         model.to(memory_format=torch.channels_last)
     # augmentation draws on the training device: no host round-trip per step on a GPU
     aug_gen = gen if dev.type == "cpu" else torch.Generator(device=dev).manual_seed(cfg.seed)
-    train, val, test = (_to_device(s, dev) for s in (data.train, data.val, data.test))
+    train, val, test = (to_device(s, dev) for s in (data.train, data.val, data.test))
     phases = phases_for(cell.strategy.name, cell.strategy.params, cfg)
     return Setup(
         model=model,

@@ -1,0 +1,190 @@
+"""Frozen-backbone features through the shared feature store (``tlbench.features``).
+
+A cell whose first phase trains a head on cached features asks the store for its source splits'
+features before its first epoch: a hit is read from disk, a miss takes the key's lock (another
+process extracting the same key is waited for, then reused) and is extracted once, over the whole
+uncarved source split, when the phase needs it. The cell's train and val rows are then selected
+by index, so every subset, val carve and replicate draw of a source shares one extraction.
+"""
+
+from __future__ import annotations
+
+import warnings
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from tlbench.data import DatasetSplits, TensorSplit
+from tlbench.features.keys import (
+    STORE_VERSION,
+    TRANSFORM,
+    backbone_digest,
+    content_fingerprint,
+    digest,
+    model_kwargs_for_key,
+)
+from tlbench.features.store import FeatureStore, default_root
+from tlbench.grid import Cell
+from tlbench.train.evaluation import extract_features
+from tlbench.train.setup import Setup, to_device
+
+
+def _sources(
+    data: DatasetSplits,
+) -> tuple[dict[str, TensorSplit], dict[str, tuple[str, np.ndarray | None]], str]:
+    """Source splits, where each of the cell's splits comes from (source, rows), and a fingerprint
+    of the source ("" where the pixels themselves are hashed)."""
+    o = data.origin
+    if o is None:  # splits built by hand: each is its own source
+        return (
+            {"train": data.train, "val": data.val, "test": data.test},
+            {k: (k, None) for k in ("train", "val", "test")},
+            "",
+        )
+    sources = {"train": o.train, "test": data.test}
+    rows: dict[str, tuple[str, np.ndarray | None]] = {
+        "train": ("train", o.train_rows),
+        "test": ("test", None),
+    }
+    if o.val_rows is None and o.val is not None:
+        sources["val"], rows["val"] = o.val, ("val", None)
+    else:
+        rows["val"] = ("train", o.val_rows)
+    return sources, rows, o.fingerprint
+
+
+def _fingerprint(split: TensorSplit, name: str, known: str) -> str:
+    if known:
+        return f"{known}|{name}|{len(split)}"
+    memo = split.__dict__.setdefault("_content_fp", None)  # hashed once per loaded split
+    if memo is None:
+        memo = split.__dict__["_content_fp"] = content_fingerprint(split.images, split.labels)
+    return memo
+
+
+def key_fields(cell: Cell, s: Setup, data: DatasetSplits) -> dict[str, Any]:
+    """Everything but the source split that decides the features (see README, "Feature store")."""
+    import timm
+
+    adapt = s.phases[0].adapt_bn
+    return {
+        "version": STORE_VERSION,
+        "torch": torch.__version__,
+        "timm": timm.__version__,
+        "dataset": data.name,  # the source's identity is the fingerprint; the name is for `cache ls`
+        "backbone": cell.backbone.name,
+        "model_kwargs": model_kwargs_for_key(dict(cell.backbone.model_kwargs)),
+        "weights": backbone_digest(s.model),
+        # AdaBN re-estimates BatchNorm on the cell's own train rows before the probe
+        "adapt_bn": {"train": data.notes.get("train_sha1", "own"), "batch": cell.train.batch_size}
+        if adapt
+        else None,
+        "image_size": s.size,
+        "mean": list(s.mean),
+        "std": list(s.std),
+        "transform": TRANSFORM,
+        "augmentation": cell.augmentation.name,
+        "device": s.device.type,
+        "precision": "bf16-autocast" if s.autocast else "fp32",
+        "channels_last": s.channels_last,
+        "eval_batch_size": cell.train.eval_batch_size,
+    }
+
+
+@dataclass
+class StoredFeatures:
+    """One cell's view of the store: entry keys per source split, what was hit, what to extract."""
+
+    store: FeatureStore
+    fields: dict[str, Any]
+    sources: dict[str, TensorSplit]
+    rows: dict[str, tuple[str, np.ndarray | None]]
+    keys: dict[str, str]
+    status: dict[str, str] = field(default_factory=dict)
+    tensors: dict[str, torch.Tensor] = field(default_factory=dict)
+    locks: dict[str, AbstractContextManager[None]] = field(default_factory=dict)
+
+    def params(self) -> dict[str, str]:
+        """The run's params: hit (every split read from the store) or extracted, and the keys."""
+        return {
+            "feature_store": "hit" if all(v == "hit" for v in self.status.values()) else "extracted",
+            "feature_store.splits": ",".join(f"{k}:{v}" for k, v in sorted(self.status.items())),
+            "feature_store.key": ",".join(f"{k}:{v}" for k, v in sorted(self.keys.items())),
+        }
+
+    def lookup(self) -> None:
+        """Read every hit; lock every miss (in key order: no deadlock), re-reading after a wait."""
+        for src in sorted(self.keys, key=self.keys.__getitem__):
+            key = self.keys[src]
+            got = self.store.get(key)
+            if got is None:
+                lock = self.store.lock(key)
+                lock.__enter__()
+                got = self.store.get(key)  # another process may have extracted it meanwhile
+                if got is None:
+                    self.locks[src] = lock
+                    self.status[src] = "extracted"
+                    continue
+                lock.__exit__(None, None, None)
+            self.tensors[src], self.status[src] = got["features"], "hit"
+
+    def split(self, name: str, s: Setup, batch_size: int) -> torch.Tensor:
+        """The cell's split ``name`` as float32 features on the device (extracting its source first
+        if this process holds its lock)."""
+        src, rows = self.rows[name]
+        if src not in self.tensors:
+            self._extract(src, s, batch_size)
+        feats = (
+            self.tensors[src] if rows is None else self.tensors[src][torch.as_tensor(rows, dtype=torch.long)]
+        )
+        return feats.to(s.device, non_blocking=True).float()
+
+    def _extract(self, src: str, s: Setup, batch_size: int) -> None:
+        split = to_device(self.sources[src], s.device)
+        feats = extract_features(
+            s.model,
+            split,
+            s.eval_tf,
+            batch_size=batch_size,
+            autocast=s.autocast,
+            channels_last=s.channels_last,
+            keep_dtype=True,
+        ).cpu()
+        fields = {**self.fields, "split": src, "rows": len(split)}
+        try:
+            self.store.put(
+                self.keys[src], {"features": feats, "labels": self.sources[src].labels.cpu()}, fields
+            )
+        except OSError as err:  # a full or read-only disk only costs the next cell its reuse
+            warnings.warn(f"feature store: could not write {self.keys[src]} ({err})", stacklevel=2)
+        self.tensors[src] = feats
+        self.locks.pop(src).__exit__(None, None, None)
+
+    def close(self) -> None:
+        """Release the locks of entries never extracted (a failed or paused cell)."""
+        for lock in self.locks.values():
+            lock.__exit__(None, None, None)
+        self.locks.clear()
+
+
+def open_store(cell: Cell, s: Setup, data: DatasetSplits, *, enabled: bool) -> StoredFeatures | None:
+    """The store for a cell whose first phase trains on cached features; None when off or unused.
+    Test features are asked for only when every phase is cached (the backbone never changes)."""
+    if not (enabled and s.cached and s.cached[0]):
+        return None
+    root = default_root(data.origin.root if data.origin else None)
+    if root is None:
+        return None
+    sources, rows, known = _sources(data)
+    needed = {rows[k][0] for k in ("train", "val", *(("test",) if all(s.cached) else ()))}
+    fields = key_fields(cell, s, data)
+    keys = {
+        src: digest({**fields, "split": src, "source": _fingerprint(sources[src], src, known)})
+        for src in sorted(needed)
+    }
+    stored = StoredFeatures(FeatureStore(root), fields, sources, rows, keys)
+    stored.lookup()
+    return stored
