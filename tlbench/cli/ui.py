@@ -59,9 +59,18 @@ def _open_when_up(host: str, port: int, url: str, timeout: float = 120) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True, help="bind address (0.0.0.0 exposes it)")
 @click.option("--port", default=5000, show_default=True, type=int)
 @click.option("--insecure-no-auth", is_flag=True, help="allow a --host beyond loopback (the UI has no login)")
+@click.option(
+    "--workers", default=2, show_default=True, type=int, help="server processes (MLflow's default: 4)"
+)
 @common.clean_errors
 def ui(
-    tracking_uri: str | None, grid: str | None, open_: bool, host: str, port: int, insecure_no_auth: bool
+    tracking_uri: str | None,
+    grid: str | None,
+    open_: bool,
+    host: str,
+    port: int,
+    insecure_no_auth: bool,
+    workers: int,
 ) -> None:
     """Start the MLflow UI over the tracking store (on 127.0.0.1 unless --host), on the grid's
     training runs: axes and test accuracy as columns, sorted best first."""
@@ -78,7 +87,7 @@ def ui(
     base = f"http://{shown}:{port}"
     urls = _grid_urls(tracker, base, grid)
     mlflow_bin = shutil.which("mlflow") or str(Path(sys.executable).with_name("mlflow"))
-    cmd = [mlflow_bin, "ui", "--host", host, "--port", str(port)]
+    cmd = [mlflow_bin, "ui", "--host", host, "--port", str(port), "--workers", str(workers)]
     env = {**os.environ, "MLFLOW_BACKEND_STORE_URI": uri}  # not argv: a database URL may hold a password
     if uri.startswith("sqlite:///"):
         cmd += ["--default-artifact-root", (DEFAULT_STORE_DIR / "artifacts").resolve().as_uri()]
