@@ -85,3 +85,22 @@ def test_a_prepopulated_hf_cache_is_honoured_offline(tmp_path, monkeypatch):
     cells = expand(parse_grid(GRID))
     (w,) = [i for i in status(cells, tmp_path) if i.kind == "weights"]
     assert w.state == "local" and w.where.endswith("model.safetensors")
+
+
+def test_prefetch_never_downloads_a_missing_local_folder(tmp_path):
+    from tlbench.prefetch import fetch
+
+    missing = tmp_path / "photos"
+    raw = {
+        "name": "local",
+        "datasets": [{"name": "imagefolder", "params": {"path": str(missing)}}],
+        "backbones": [{"name": "test_resnet", "weights": "none"}],
+        "strategies": ["scratch"],
+        "optimizers": ["sgd"],
+        "augmentations": ["none"],
+    }
+    from tlbench.grid import expand
+    from tlbench.spec import parse_grid
+
+    (item,) = [i for i in fetch(expand(parse_grid(raw)), tmp_path) if i.kind == "dataset"]
+    assert item.state == "failed" and str(missing) in item.where and "nothing to download" in item.where

@@ -100,6 +100,9 @@ def fetch(cells: list[Cell], data_dir: str | Path | None = None) -> list[Input]:
         if item.state in ("generated", "bundled", "local", "manual"):
             results.append(item)
             continue
+        if item.state == "missing":  # local only (an imagefolder path): nothing to download
+            results.append(Input(item.kind, item.name, "failed", item.where))
+            continue
         try:
             if item.kind == "dataset":
                 cell = next(c for c in cells if c.labels["dataset"] == item.name)

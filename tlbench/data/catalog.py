@@ -78,6 +78,7 @@ for _meta in (
         "imagefolder",
         {"path": None, "image_size": 64, "test_ratio": 0.1},
         "any ImageFolder tree (train/val/test subfolders, or CLASS folders split by ratio), stored at image_size",
+        fetch="none",  # local only: it exists where the user put it, nothing to download
     ),
     DatasetMeta(
         "hymenoptera",
