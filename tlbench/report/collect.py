@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from tlbench.report.configs import ENV_PARAMS
 from tlbench.report.tables import summary_frame
 from tlbench.tracking import tags
 
@@ -21,10 +22,6 @@ if TYPE_CHECKING:
     from tlbench.tracking import Tracker
 
 EPOCH_METRICS = ["train_loss", "train_acc", "val_loss", "val_acc"]
-# what a replicate ran with: runs of one configuration that differ here are flagged in the report
-# (the env.* params are logged by tlbench.train.fitting; the device is a tag)
-ENV_PARAMS = ["env.torch", "env.timm", "env.tlbench", "env.threads"]
-PROVENANCE = ["device", *ENV_PARAMS]
 HISTORY_KEYS = ["cell", "config", "seed", "dataset", "backbone", "strategy", "optimizer", "augmentation"]
 
 
