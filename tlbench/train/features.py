@@ -88,6 +88,8 @@ def key_fields(cell: Cell, s: Setup, data: DatasetSplits) -> dict[str, Any]:
         "transform": TRANSFORM,
         "augmentation": cell.augmentation.name,
         "device": s.device.type,
+        # CPU kernels may split work by thread: the count is part of what makes a result bit-exact
+        "threads": torch.get_num_threads() if s.device.type == "cpu" else None,
         "precision": "bf16-autocast" if s.autocast else "fp32",
         "channels_last": s.channels_last,
         "eval_batch_size": cell.train.eval_batch_size,
