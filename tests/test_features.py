@@ -215,7 +215,7 @@ def test_tuning_trials_after_the_first_hit_the_store(root, store, tmp_path):
     exp = tracker.experiment_id(cell.grid)
     tune_cell(
         cell,
-        trials=4,
+        trials=3,
         tracker=tracker,
         experiment_id=exp,
         storage_url=str(tmp_path / "j"),
