@@ -332,6 +332,11 @@ def test_fit_options_reach_the_run(write_grid, store):
         _, runs = _runs(store, "e2e")
         probe = next(r for r in runs if "linear_probe" in r.data.tags["tlbench.cell"])  # newest first
         assert probe.data.params["feature_cache"] == path
+        # the shared feature store: used with the cache, recorded (hit or extracted, and its keys)
+        assert probe.data.params.get("feature_store", "off") in (
+            ("hit", "extracted") if path == "cached" else ("off",)
+        )
+        assert ("feature_store.key" in probe.data.params) == (path == "cached")
 
 
 @pytest.mark.slow
