@@ -56,7 +56,6 @@ def check_plan(cells: list[Cell], plan: RacePlan, file: str | None = None) -> No
 
 @dataclass
 class _Group:
-    key: tuple[str, ...]
     cells: dict[str, Cell] = field(default_factory=dict)
     alive: set[str] = field(default_factory=set)
     rung: int = 0
@@ -93,8 +92,7 @@ class Race:
         raced = [c for c in cells if c.name not in sources]
         self.groups: dict[tuple[str, ...], _Group] = {}
         for c in raced:
-            g = self.groups.setdefault(tuple(c.axis_values()[a] for a in plan.by), _Group(()))
-            g.key = tuple(c.axis_values()[a] for a in plan.by)
+            g = self.groups.setdefault(tuple(c.axis_values()[a] for a in plan.by), _Group())
             g.cells[c.name] = c
             g.alive.add(c.name)
         self.group_of = {n: g for g in self.groups.values() for n in g.cells}

@@ -249,7 +249,7 @@ def run_cell(
     try:
         result = _train(cell, tracker, options, run, reporter, ckpt, pause_at)
     except BaseException as err:
-        return _ended(cell, run, err, cleanup, release, pause_at)
+        return _ended(cell, run, err, cleanup, release)
     pending = run.finish(result, background=background_finish, light=trial is not None, then=cleanup)
     return CellOutcome(cell, "FINISHED", run.run_id, result.final_metrics(), pending=pending)
 
@@ -260,7 +260,6 @@ def _ended(
     err: BaseException,
     cleanup: Callable[[], None],
     release: Callable[[], None],
-    pause_at: int | None = None,
 ) -> CellOutcome:
     """The run of a cell that did not finish, ended with its reason; Ctrl-C passes on."""
     import torch
