@@ -23,6 +23,7 @@ from tlbench.tracking.artifacts import CHECKPOINT_ARTIFACT
 from tlbench.tracking.cellrun import CellRun
 from tlbench.tracking.claims import Claim, claim, claims_experiment, is_claimed, last_beat
 from tlbench.tracking.heartbeat import is_dead, is_stale, owner_gone, owner_tags
+from tlbench.tracking.races import RaceSafeClient
 from tlbench.tracking.view import experiment_view_tags, short_run_name
 
 if TYPE_CHECKING:
@@ -88,7 +89,7 @@ class Tracker:
                 announce_retries()  # a server restart: "retrying" on the console, not silence
             client = MlflowClient(tracking_uri=self.uri)
         # Ctrl-C / SIGTERM never land inside a store write (they would leave SQLite locked)
-        self.client = UninterruptedClient(client)
+        self.client = UninterruptedClient(RaceSafeClient(client))
         self._writer: ThreadPoolExecutor | None = None
 
     def writer(self) -> ThreadPoolExecutor:
