@@ -40,17 +40,18 @@ GPU_CASES = [
 
 
 def bare_throughput(
-    backbone: str, size: int, batch: int, device: torch.device, steps: int, amp: bool
+    backbone: str, size: int, batch: int, device: torch.device, steps: int, amp: bool, compile: bool = False
 ) -> float:
     model = timm.create_model(backbone, num_classes=10).to(device).to(memory_format=torch.channels_last)
     model.train()
+    forward = torch.compile(model) if compile else model
     opt = build_optimizer(model, "sgd", {}, lr=0.01, weight_decay=0.0, layer_decay=None)
     x = torch.randn(batch, 3, size, size, device=device).contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 10, (batch,), device=device)
 
     def step() -> None:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            loss = F.cross_entropy(model(x).float(), y)
+            loss = F.cross_entropy(forward(x).float(), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -72,9 +73,13 @@ def main() -> None:
     ap.add_argument(
         "--per-class", type=int, default=300, help="synthetic train images per class (10 classes)"
     )
+    ap.add_argument("--compile", action="store_true", help="torch.compile the model, in C and in S")
+    ap.add_argument("--case", action="append", default=[], help="backbone:size:batch (repeatable)")
     args = ap.parse_args()
     device = pick_device(args.device)
     cases = GPU_CASES if device.type == "cuda" else CPU_CASES
+    if args.case:
+        cases = [(b, int(z), int(n)) for b, z, n in (c.split(":") for c in args.case)]
     amp = device.type == "cuda"
     print(f"# device: {device_name(device)}; torch {torch.__version__}; timm {timm.__version__}")
     for backbone, size, batch in cases:
@@ -88,13 +93,13 @@ def main() -> None:
         data = load_dataset("synthetic", params=params)
         n = len(data.train)
         steps = max(5, min(50, n // batch))
-        s1 = bare_throughput(backbone, size, batch, device, steps, amp)
+        s1 = bare_throughput(backbone, size, batch, device, steps, amp, args.compile)
         cell = make_cell(
             params=params, backbone=backbone, image_size=size, batch_size=batch, epochs=args.epochs
         )
-        result = fit(cell, data, device=device)
+        result = fit(cell, data, device=device, compile=args.compile)
         c = sum(h["epoch_images_per_s"] for h in result.history[1:]) / (len(result.history) - 1)
-        s2 = bare_throughput(backbone, size, batch, device, steps, amp)
+        s2 = bare_throughput(backbone, size, batch, device, steps, amp, args.compile)
         s = (s1 + s2) / 2
         print(
             json.dumps(
@@ -102,6 +107,7 @@ def main() -> None:
                     "backbone": backbone,
                     "size": size,
                     "batch": batch,
+                    "compile": args.compile,
                     "C_img_s": round(c, 1),
                     "S_img_s": round(s, 1),
                     "S_before_after": [round(s1, 1), round(s2, 1)],
