@@ -97,28 +97,37 @@ def test_the_claims_experiment_is_internal_and_listed_last(store):
     assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
 
 
+def _at_once(n: int, write) -> list[str]:
+    """``write(i)`` from ``n`` threads released together; the errors they raised."""
+    barrier, errors = threading.Barrier(n), []
+
+    def one(i: int) -> None:
+        barrier.wait()
+        try:
+            write(i)
+        except Exception as err:  # the defect: one writer's insert fails
+            errors.append(f"{type(err).__name__}: {err}")
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    return errors
+
+
 def test_processes_setting_one_new_tag_at_once_all_succeed(store):
-    """Two workers tagging one run (a study's parent, a summary's replicates) at the same moment:
-    MLflow's plain set_tag loses that race on UNIQUE(key, run_uuid) about one time in seven."""
+    """Two workers tagging one run (a study's parent, a summary's replicates) or one experiment
+    (machines joining a grid) at the same moment: MLflow's plain set_tag / set_experiment_tag
+    lose that race on the tag table's unique key about one time in seven."""
     tracker = Tracker(store)
-    exp = tracker.experiment_id("trk")
     clients = [Tracker(store).client for _ in range(4)]
     errors: list[str] = []
-    for _ in range(6):
-        run_id = tracker.client.create_run(exp).info.run_id
-        barrier = threading.Barrier(len(clients))
-
-        def tag(i: int, run_id: str = run_id, barrier: threading.Barrier = barrier) -> None:
-            barrier.wait()
-            try:
-                clients[i].set_tag(run_id, "optuna.best_trial", str(i))
-            except Exception as err:  # the defect: one writer's insert fails
-                errors.append(f"{type(err).__name__}: {err}")
-
-        threads = [threading.Thread(target=tag, args=(i,)) for i in range(len(clients))]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(timeout=60)
+    for i in range(6):
+        run_id = tracker.client.create_run(tracker.experiment_id("trk")).info.run_id
+        errors += _at_once(4, lambda k, r=run_id: clients[k].set_tag(r, "optuna.best_trial", str(k)))
         assert MlflowClient(store).get_run(run_id).data.tags["optuna.best_trial"] in {"0", "1", "2", "3"}
+        exp = tracker.client.create_experiment(f"joined-{i}")
+        errors += _at_once(4, lambda k, e=exp: clients[k].set_experiment_tag(e, "tlbench.writable", "1"))
+        assert MlflowClient(store).get_experiment(exp).tags["tlbench.writable"] == "1"
     assert errors == []

@@ -1,18 +1,29 @@
-"""Writes that two processes may make to one run at once (workers finishing replicates of one
-summary, two ``tune`` processes sharing a study's parent run) must not fail on the race.
+"""Writes that two processes may make to one run or experiment at once (workers finishing
+replicates of one summary, two ``tune`` processes sharing a study's parent run, machines joining a
+grid on a shared server) must not fail on the race.
 
-MLflow's SQL store inserts a new tag with ``session.merge`` in ``set_tag``: two writers that both
-find the key absent both insert it, and the loser fails on ``UNIQUE(key, run_uuid)``. Its
-``log_batch`` path retries exactly that conflict, so every ``set_tag`` goes through it.
+MLflow's SQL store inserts a new tag with ``session.merge``: two writers that both find the key
+absent both insert it, and the loser fails on the table's unique key. Its ``log_batch`` path
+retries exactly that conflict, so every run tag goes through it; experiment tags have no batch
+call, so the losing write is made again (it then finds the row and updates it).
 """
 
 from __future__ import annotations
 
+import random
+import time
 from typing import Any
+
+# what the SQL stores say when an insert lost the race (SQLite, PostgreSQL, MySQL / MSSQL)
+_LOST_INSERT = ("UNIQUE constraint failed", "duplicate key value", "Duplicate entry", "IntegrityError")
+
+
+def lost_insert_race(err: Exception) -> bool:
+    return any(s in str(err) for s in _LOST_INSERT)
 
 
 class RaceSafeClient:
-    """An ``MlflowClient`` whose ``set_tag`` survives another process setting the same new tag."""
+    """An ``MlflowClient`` whose tag writes survive another process setting the same new tag."""
 
     def __init__(self, client: Any):
         self._client = client
@@ -24,3 +35,15 @@ class RaceSafeClient:
         from mlflow.entities import RunTag
 
         self._client.log_batch(run_id, tags=[RunTag(key, str(value))], synchronous=synchronous)
+
+    def set_experiment_tag(self, experiment_id: str, key: str, value: Any) -> None:
+        from mlflow.exceptions import MlflowException
+
+        for attempt in range(4):
+            try:
+                self._client.set_experiment_tag(experiment_id, key, value)
+                return
+            except MlflowException as err:
+                if attempt == 3 or not lost_insert_race(err):
+                    raise
+                time.sleep(random.uniform(0.01, 0.1) * (attempt + 1))
