@@ -382,16 +382,16 @@ def test_a_pool_worker_killed_mid_cell_is_replaced_and_the_cell_resumes(write_gr
     assert len(finished) == len(set(finished)) == 3 and len(runs) == 3
 
 
-@pytest.mark.parametrize("workers", ["1", "2"])
-def test_out_of_memory_is_retried_with_half_the_batch(write_grid, store, monkeypatch, workers):
+def test_out_of_memory_is_retried_with_half_the_batch(write_grid, store, monkeypatch):
     """CUDA OOM cannot happen on a CPU: TLBENCH_SIMULATE_OOM_ABOVE raises the real
     torch.cuda.OutOfMemoryError for batches above a size, where the training would start. One
-    cell through the CLI (each retry is a fresh process, ~10 s here); the policy itself, every
-    backend and the fresh process are tested in tests/executor."""
+    cell through the CLI with two workers (each retry is a fresh process, ~10 s here); the
+    policy itself, every backend (in-process, pool, Ray) and the fresh process are tested in
+    tests/executor/test_backends.py."""
     grid = write_grid(TRANSFER_GRID.replace("batch_size: 32", "batch_size: 64"))
     monkeypatch.setenv("TLBENCH_SIMULATE_OOM_ABOVE", "20")
     result = _invoke(
-        "run", "--grid", str(grid), "--tracking-uri", store, "--workers", workers, "--select", "synthetic/*"
+        "run", "--grid", str(grid), "--tracking-uri", store, "--workers", "2", "--select", "synthetic/*"
     )
     assert result.exit_code == 0, result.output
     runs = _runs(store, "e2e")[1]
