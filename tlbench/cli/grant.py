@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from tlbench.cli import common
+from tlbench.server_auth import PERMISSIONS
 
 USER_PASSWORD_ENV = "TLBENCH_MLFLOW_USER_PASSWORD"
 
@@ -15,7 +16,7 @@ USER_PASSWORD_ENV = "TLBENCH_MLFLOW_USER_PASSWORD"
 @common.tracking_option
 @click.option(
     "--permission",
-    type=click.Choice(["EDIT", "READ", "USE", "MANAGE", "NO_PERMISSIONS"]),
+    type=click.Choice(PERMISSIONS),
     default="EDIT",
     show_default=True,
     help="EDIT: a worker (the grid's and the claims' experiments); READ: a viewer",

@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 from tlbench.cli.common import clean_errors, err_console, fail
+from tlbench.server_auth import DEFAULT_PERMISSION, PERMISSIONS
 
 
 def _store_uri(ctx: click.Context, backend_store_uri: str | None) -> str:
@@ -67,8 +68,8 @@ def _auth_wanted(host: str, auth: bool, insecure_no_auth: bool) -> bool:
 @click.option("--insecure-no-auth", is_flag=True, help="no authentication even when exposed (warned)")
 @click.option(
     "--default-permission",
-    type=click.Choice(["NO_PERMISSIONS", "READ", "USE", "EDIT", "MANAGE"]),
-    default="NO_PERMISSIONS",
+    type=click.Choice(PERMISSIONS),
+    default=DEFAULT_PERMISSION,
     show_default=True,
     help="what a user may do on experiments they neither created nor were granted",
 )
