@@ -82,6 +82,7 @@ def _run(cells: list, data, device: torch.device) -> list[dict]:
                 "s": round(time.perf_counter() - t, 2),
                 "test_acc": result.test_acc,
                 "store": rec.info.get("feature_store", "off"),
+                "keys": dict(kv.split(":") for kv in rec.info.get("feature_store.key", "").split(",") if kv),
             }
         )
     return out
@@ -134,8 +135,7 @@ def main() -> None:
     ).cpu()
     store = FeatureStore(root)
     entries = store.entries()
-    train = max(entries, key=lambda e: e.size)  # the train split is the largest entry
-    stored = store.get(train.key)["features"]
+    stored = store.get(cold[0]["keys"]["train"])["features"]  # the key the first cell recorded
     t_off, t_cold = sum(r["s"] for r in off), sum(r["s"] for r in cold)
     print(
         json.dumps(
