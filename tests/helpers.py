@@ -22,6 +22,7 @@ def make_cell(
     optimizer: str | dict = "sgd",
     augmentation: str = "none",
     grid: str = "t",
+    metric: str = "acc",
     **train,
 ):
     """One cell of a one-cell grid: tiny defaults (synthetic 4 classes at 16 px, 2 epochs),
@@ -37,6 +38,7 @@ def make_cell(
         "strategies": [strategy],
         "optimizers": [optimizer],
         "augmentations": [augmentation],
+        "metric": metric,
     }
     return expand(parse_grid(raw))[0]
 

@@ -201,3 +201,62 @@ def test_two_sizes_in_one_entry_or_across_layers_are_spec_errors():
     assert "cell digits-100ex/" in str(info.value) and "subset and train_examples" in str(info.value)
     raw["datasets"] = [{"name": "digits", "train": {"train_examples": 100, "subset": None}}]
     assert expand(parse_grid(raw))[0].train.train_examples == 100  # unset in a later layer: fine
+
+
+LBFGS = {"name": "linear_probe", "label": "lbfgs", "params": {"solver": "lbfgs"}}
+
+
+def test_an_lbfgs_probe_ignores_optimizer_and_schedule_and_is_one_pass():
+    """Its cells differ only in what it ignores: one id (run once), recorded as ignored."""
+    cells = {c.name: c for c in expand(parse_grid(dict(GRID, strategies=["linear_probe", LBFGS])))}
+    sgd, adamw = cells["digits/test_resnet/lbfgs/sgd/none"], cells["digits/test_resnet/lbfgs/adamw/none"]
+    assert sgd.id == adamw.id and sgd.train.epochs == 1
+    assert (
+        adamw.ignored["optimizer"] == "adamw"
+        and adamw.ignored["lr"] == 0.001
+        and adamw.ignored["epochs"] == 2
+    )
+    assert "optimizer=adamw" in adamw.flat_params()["ignored"]
+    other = dict(GRID, strategies=[LBFGS], train={"epochs": 30, "lr": 0.3, "batch_size": 7})
+    assert {c.name: c.id for c in expand(parse_grid(other))}["digits/test_resnet/lbfgs/sgd/none"] == sgd.id
+    # an SGD probe is what it was: the optimizer and its epochs are its result
+    assert (
+        cells["digits/test_resnet/linear_probe/sgd/none"].id
+        != cells["digits/test_resnet/linear_probe/adamw/none"].id
+    )
+    assert cells["digits/test_resnet/linear_probe/sgd/none"].train.epochs == 2
+    grid = dict(GRID, strategies=[{**LBFGS, "params": {"solver": "lbfgs", "l2": [0.1, 1.0]}}])
+    assert next(iter(expand(parse_grid(grid)))).id != sgd.id  # its own L2 grid is its result
+
+
+def test_the_metric_enters_the_id_only_when_not_accuracy():
+    base = {c.name: c.id for c in expand(parse_grid(GRID))}
+    assert {c.name: c.id for c in expand(parse_grid(dict(GRID, metric="acc")))} == base
+    per_class = expand(parse_grid(dict(GRID, metric="mean_per_class_acc")))
+    assert all(c.metric == "mean_per_class_acc" and c.id != base[c.name] for c in per_class)
+    mixed = dict(GRID, datasets=[{"name": "digits", "metric": "mean_per_class_acc"}, "synthetic"])
+    by_dataset = {c.labels["dataset"]: c.metric for c in expand(parse_grid(mixed))}
+    assert by_dataset == {"digits": "mean_per_class_acc", "synthetic": "acc"}
+    blocks = dict(GRID, blocks=[{"name": "b", "metric": "mean_per_class_acc", "datasets": ["digits"]}])
+    assert {c.metric for c in expand(parse_grid(blocks))} == {"mean_per_class_acc"}
+
+
+def test_an_lbfgs_probe_behind_a_random_augmentation_or_a_non_linear_head_is_an_error():
+    with pytest.raises(SpecError) as info:
+        expand(parse_grid(dict(GRID, strategies=[LBFGS], augmentations=["none", "basic"])), "g.yaml")
+    assert info.value.loc == "strategies[0].params.solver"
+    assert "random" in info.value.detail and "{strategy: lbfgs, augmentation: basic}" in info.value.detail
+    excluded = dict(
+        GRID,
+        strategies=[LBFGS],
+        augmentations=["none", "basic"],
+        exclude=[{"strategy": "lbfgs", "augmentation": "basic"}],
+    )
+    assert expand(parse_grid(excluded))
+    mlp = dict(GRID, strategies=[LBFGS], train={"head": {"type": "mlp", "hidden": [8]}})
+    with pytest.raises(SpecError, match="linear head"):
+        expand(parse_grid(mlp))
+    blocks = dict(GRID, blocks=[{"name": "b", "strategies": ["finetune", LBFGS], "augmentations": ["basic"]}])
+    with pytest.raises(SpecError) as info:
+        expand(parse_grid(blocks))
+    assert info.value.loc == "blocks[0].strategies[1].params.solver"

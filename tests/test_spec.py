@@ -210,3 +210,42 @@ def test_lr_scales_multiply_while_lr_overrides():
     cfg = merge_train({"lr": 0.1}, {"lr_scale": 4}, {"lr": 0.002}, {"lr_scale": 0.5})
     assert cfg.lr == 0.002 and cfg.lr_scale == 2.0
     assert cfg.effective_lr == pytest.approx(0.004)
+
+
+@pytest.mark.parametrize(
+    ("strategy", "loc", "words"),
+    [
+        (
+            {"name": "linear_probe", "params": {"solver": "lbfgs", "l2": [0.1, 0.0]}},
+            "strategies[0].params",
+            "> 0",
+        ),
+        (
+            {"name": "linear_probe", "params": {"solver": "lbfgs", "l2": []}},
+            "strategies[0].params",
+            "at least one",
+        ),
+        ({"name": "linear_probe", "params": {"solver": "newton"}}, "strategies[0].params", "lbfgs"),
+        ({"name": "finetune", "params": {"solver": "lbfgs"}}, "strategies[0].params", "no param 'solver'"),
+    ],
+)
+def test_bad_probe_settings_name_the_key(strategy, loc, words):
+    err = _error(_with(strategies=[strategy]))
+    assert err.loc == loc and words in err.detail
+
+
+def test_an_unknown_metric_names_the_key_and_the_choices():
+    err = _error(_with(metric="top5"))
+    assert err.loc == "metric" and "acc" in err.detail and "mean_per_class_acc" in err.detail
+    err = _error(_with(datasets=[{"name": "digits", "metric": "f1"}]))
+    assert err.loc == "datasets[0].metric"
+    assert parse_grid(_with(metric="mean_per_class_acc")).metric == "mean_per_class_acc"
+
+
+def test_reported_numbers_are_fractions_with_a_protocol():
+    spec = parse_grid(
+        _with(reported={"*": {"mean_per_class_acc": 0.61, "source": "SimCLR", "protocol": "TF weights"}})
+    )
+    assert spec.reported["*"].mean_per_class_acc == 0.61 and spec.reported["*"].protocol == "TF weights"
+    err = _error(_with(reported={"*": {"mean_per_class_acc": 61.0}}))
+    assert err.loc == "reported.*.mean_per_class_acc"

@@ -15,20 +15,18 @@ import fnmatch
 import hashlib
 import itertools
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
-from tlbench.data.catalog import dataset_param_names
+from tlbench.cell import Cell
+from tlbench.data.catalog import AUGMENTATIONS, dataset_param_names
 from tlbench.optim import OPTIMIZERS
 from tlbench.replicates import expand_replicates, innermost_seeds, interleave, resolve_sources
 from tlbench.spec import (
     AXES,
     AXIS_SINGULAR,
-    AugmentationEntry,
-    Axes,
     BackboneEntry,
     DatasetEntry,
     GridSpec,
@@ -40,112 +38,23 @@ from tlbench.spec import (
     merge_train,
     merge_tune,
 )
-from tlbench.strategies import STRATEGIES
+from tlbench.spec.scopes import Scope, scopes
+from tlbench.strategies import (
+    LBFGS_IGNORES,
+    STRATEGIES,
+    id_params,
+    lbfgs_conflict,
+    lbfgs_ignored,
+    lbfgs_probe,
+)
+
+__all__ = ["RECIPE", "Cell", "expand", "select", "with_dependencies"]
 
 ID_LENGTH = 12
 # The training recipe's version, part of every cell's id. Bump it when a default changes what a
 # cell trains without changing its spec, so stores rerun such cells instead of mixing old and new
 # results under one id. 2: one head init for every backbone (zero), BatchNorm mode per strategy.
 RECIPE = 2
-
-
-@dataclass(frozen=True)
-class Cell:
-    """One experiment: a dataset, backbone, strategy, optimizer and augmentation with settings."""
-
-    grid: str
-    block: str
-    dataset: DatasetEntry
-    backbone: BackboneEntry
-    strategy: StrategyEntry
-    optimizer: OptimizerEntry
-    augmentation: AugmentationEntry
-    weights: WeightsSpec
-    train: TrainConfig
-    labels: dict[str, str] = field(hash=False)
-    name: str = ""
-    id: str = ""
-    depends_on: str | None = None  # name of the cell whose checkpoint initialises this one
-    depends_on_id: str | None = None
-    config_id: str = ""  # the configuration: its content at the base seed (== id if not replicated)
-    config_name: str = ""  # the name without @sSEED
-    replicate: int | None = None  # this cell's seed when its configuration has ``seeds:``
-    reported: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)  # not part of the id
-    tune: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)  # search space, not the id
-
-    def axis_values(self) -> dict[str, str]:
-        """Axis -> label, e.g. {'dataset': 'digits', 'backbone': 'test_resnet', ...}."""
-        return dict(self.labels)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The fully resolved cell, as written to the run's ``cell.yaml`` artifact."""
-        return {
-            "name": self.name,
-            "id": self.id,
-            "grid": self.grid,
-            "block": self.block,
-            "dataset": {
-                "name": self.dataset.name,
-                "label": self.labels["dataset"],
-                "params": self.dataset.params,
-            },
-            "backbone": {
-                "name": self.backbone.name,
-                "label": self.labels["backbone"],
-                "weights": str(self.weights),
-                "model_kwargs": self.backbone.model_kwargs,
-            },
-            "strategy": {
-                "name": self.strategy.name,
-                "label": self.labels["strategy"],
-                "params": self.strategy.params,
-            },
-            "optimizer": {
-                "name": self.optimizer.name,
-                "label": self.labels["optimizer"],
-                "params": self.optimizer.params,
-            },
-            "augmentation": {"name": self.augmentation.name, "label": self.labels["augmentation"]},
-            "train": self.train.model_dump(mode="json"),
-            "depends_on": self.depends_on,
-            "config_id": self.config_id,
-            "replicate": self.replicate,
-        }
-
-    def flat_params(self) -> dict[str, str]:
-        """Every axis value and setting as flat string params (same keys across cells, for MLflow)."""
-        out: dict[str, Any] = {
-            "dataset": self.labels["dataset"],
-            "backbone": self.labels["backbone"],
-            "strategy": self.labels["strategy"],
-            "optimizer": self.labels["optimizer"],
-            "augmentation": self.labels["augmentation"],
-            "dataset.name": self.dataset.name,
-            "backbone.name": self.backbone.name,
-            "backbone.weights": str(self.weights),
-            "strategy.name": self.strategy.name,
-            "optimizer.name": self.optimizer.name,
-            "augmentation.name": self.augmentation.name,
-            "block": self.block,
-        }
-        for prefix, params in (
-            ("dataset", self.dataset.params),
-            ("strategy", self.strategy.params),
-            ("optimizer", self.optimizer.params),
-            ("backbone", self.backbone.model_kwargs),
-        ):
-            for k, v in params.items():
-                out[f"{prefix}.{k}"] = v
-        for k, v in self.train.model_dump(mode="json").items():
-            if k == "head":
-                out["head"] = v["type"]
-                out["head.hidden"] = ",".join(map(str, v["hidden"]))
-                out["head.dropout"] = v["dropout"]
-                out["head.init"] = v["init"]
-            else:
-                out[k] = v
-        out["effective_lr"] = self.train.effective_lr
-        return {k: ("" if v is None else str(v)) for k, v in out.items()}
 
 
 def _filled_params(axis: str, entry: Any) -> dict[str, Any]:
@@ -178,19 +87,25 @@ def _matches(rule: dict[str, str], labels: dict[str, str], names: dict[str, str]
     )
 
 
-def _scopes(
-    spec: GridSpec,
-) -> list[tuple[str, Axes, dict[str, Any], dict[str, Any], Any, tuple[dict[str, str], ...]]]:
-    """(block name, axes, block train overrides, block tune ranges, block seeds, excludes) for
-    each block, or the grid itself."""
-    if not spec.blocks:
-        return [("", spec, {}, {}, None, spec.exclude)]
-    out = []
-    for block in spec.blocks:
-        merged = {a: getattr(block, a) if getattr(block, a) is not None else getattr(spec, a) for a in AXES}
-        axes = Axes(**merged)
-        out.append((block.name, axes, block.train, block.tune, block.seeds, spec.exclude + block.exclude))
-    return out
+def _lbfgs_cell(
+    entries: dict[str, Any], train: TrainConfig, name: str, scope: Scope, file: Path | str | None
+) -> tuple[TrainConfig, dict[str, Any]]:
+    """An L-BFGS probe: one pass (``epochs: 1``) and what it ignores, or the SpecError naming
+    its entry when it cannot run as the grid combines it (``strategies.lbfgs_conflict``)."""
+    strategy, aug, opt = entries["strategies"], entries["augmentations"], entries["optimizers"]
+    why = lbfgs_conflict(train, aug.label or aug.name, AUGMENTATIONS.get(aug.name).random)
+    if why:
+        index = list(scope.axes.strategies or ()).index(strategy)
+        pair = f"{{strategy: {strategy.label or strategy.name}, augmentation: {aug.label or aug.name}}}"
+        raise SpecError(
+            file,
+            f"{scope.where['strategies']}[{index}].params.solver",
+            f"cell {name}: {why.replace('{pair}', pair)}",
+        )
+    return train.model_copy(update={"epochs": 1}), {
+        "optimizer": opt.label or opt.name,
+        **lbfgs_ignored(train),
+    }
 
 
 def _digest(content: dict[str, Any]) -> str:
@@ -201,28 +116,32 @@ def _digest(content: dict[str, Any]) -> str:
 def expand(spec: GridSpec, file: Path | str | None = None) -> list[Cell]:
     """All cells of a grid, dependencies first, otherwise in declaration order."""
     pending: list[dict[str, Any]] = []
-    for block_name, axes, block_train, block_tune, block_seeds, excludes in _scopes(spec):
-        axis_entries = [list(getattr(axes, a)) for a in AXES]
+    for scope in scopes(spec):
+        axis_entries = [list(getattr(scope.axes, a)) for a in AXES]
         for combo in itertools.product(*axis_entries):
             entries = dict(zip(AXES, combo, strict=True))
             labels = {AXIS_SINGULAR[a]: _auto_label(a, e) for a, e in entries.items()}
             names = {AXIS_SINGULAR[a]: e.name for a, e in entries.items()}
-            if any(_matches(rule, labels, names) for rule in excludes):
+            if any(_matches(rule, labels, names) for rule in scope.excludes):
                 continue
             filled = {a: _filled_params(a, e) for a, e in entries.items()}
             ds: DatasetEntry = entries["datasets"].model_copy(update={"params": filled["datasets"]})
             st: StrategyEntry = entries["strategies"].model_copy(update={"params": filled["strategies"]})
             op: OptimizerEntry = entries["optimizers"].model_copy(update={"params": filled["optimizers"]})
             bb: BackboneEntry = entries["backbones"]
-            layers = (spec.train, block_train, *(entries[a].train for a in AXES))
-            train = _merged_train(layers, "/".join(labels[AXIS_SINGULAR[a]] for a in AXES), file)
-            tune = merge_tune(spec.tune, block_tune, *(entries[a].tune for a in AXES))
+            name = "/".join(labels[AXIS_SINGULAR[a]] for a in AXES)
+            layers = (spec.train, scope.train, *(entries[a].train for a in AXES))
+            train = _merged_train(layers, name, file)
+            ignored: dict[str, Any] = {}
+            if lbfgs_probe(st.name, st.params) is not None:
+                train, ignored = _lbfgs_cell(entries, train, name, scope, file)
+            tune = merge_tune(spec.tune, scope.tune, *(entries[a].tune for a in AXES))
             weights = WeightsSpec.parse(bb.weights)
             if st.name == "scratch":
                 weights = WeightsSpec(kind="none")  # scratch means random init, whatever the entry says
-            seeds = innermost_seeds(spec.seeds, block_seeds, *(entries[a].seeds for a in AXES))
+            seeds = innermost_seeds(spec.seeds, scope.seeds, *(entries[a].seeds for a in AXES))
             cell = {
-                "block": block_name,
+                "block": scope.block,
                 "dataset": ds,
                 "backbone": bb,
                 "strategy": st,
@@ -232,7 +151,9 @@ def expand(spec: GridSpec, file: Path | str | None = None) -> list[Cell]:
                 "train": train,
                 "tune": tune,
                 "labels": labels,
-                "name": "/".join(labels[AXIS_SINGULAR[a]] for a in AXES),
+                "name": name,
+                "metric": ds.metric or scope.metric,
+                "ignored": ignored,
             }
             pending += expand_replicates(cell, seeds)
 
@@ -318,15 +239,24 @@ def _content(p: dict[str, Any], ids: dict[str, str], config: bool = False) -> di
         source = p["source_config"] if config else w.value
         weights = {"cell": ids.get(source, source)}
     train = p["base_train"] if config else p["train"]
-    return {  # what determines a cell's result; labels and reported numbers do not
+    content = {  # what determines a cell's result; labels and reported numbers do not
         "recipe": RECIPE,
         "dataset": {"name": p["dataset"].name, "params": p["dataset"].params},
         "backbone": {"name": p["backbone"].name, "weights": weights, "kwargs": p["backbone"].model_kwargs},
-        "strategy": {"name": p["strategy"].name, "params": p["strategy"].params},
+        "strategy": {
+            "name": p["strategy"].name,
+            "params": id_params(p["strategy"].name, p["strategy"].params),
+        },
         "optimizer": {"name": p["optimizer"].name, "params": p["optimizer"].params},
         "augmentation": p["augmentation"].name,
         "train": train.model_dump(mode="json", exclude_defaults=True),
     }
+    if p["metric"] != "acc":  # it picks the best epoch (or λ); acc, the default, left out: ids stay
+        content["metric"] = p["metric"]
+    if p["ignored"]:  # an L-BFGS probe: what it ignores is no part of its result
+        content["optimizer"] = None
+        content["train"] = {k: v for k, v in content["train"].items() if k not in LBFGS_IGNORES}
+    return content
 
 
 def _topological(items: list[dict[str, Any]], file: Path | str | None) -> list[dict[str, Any]]:

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from tlbench.registry import Registry
 
@@ -33,6 +33,60 @@ _BN_HELP = (
     "train); adapt (the running statistics re-estimated on the target's training images before "
     "the first epoch, AdaBN, then as train)"
 )
+
+
+# the settings an L-BFGS probe does not use: it solves a convex problem to convergence for each
+# L2 strength, full batch, instead of stepping an optimizer through epochs
+LBFGS_IGNORES = (
+    "epochs",
+    "batch_size",
+    "lr",
+    "lr_scale",
+    "weight_decay",
+    "schedule",
+    "warmup_epochs",
+    "step_size",
+    "gamma",
+    "min_lr",
+    "label_smoothing",
+)
+Solver = Literal["sgd", "lbfgs"]
+
+
+class LinearProbeParams(_Params):
+    """``linear_probe``: the head trained by the cell's optimizer (``sgd``, any optimizer of the
+    grid, epochs, lr) or fit as the papers' linear evaluation (``lbfgs``: Kornblith et al. 2019,
+    SimCLR, CLIP; ``tlbench.train.logreg``)."""
+
+    solver: Solver = Field(
+        "sgd",
+        description="sgd: the optimizer axis trains the head for the epochs; lbfgs: an "
+        "L2-regularised logistic regression per l2 value on the frozen features, l2 chosen on val",
+    )
+    l2: tuple[float, ...] | None = Field(
+        None,
+        description="lbfgs: the L2 strengths swept (λ of mean CE + λ/2 |W|^2; scikit-learn's "
+        "C = 1 / (λ n_train)); default 45 log-spaced values in [1e-6, 1e5] (Kornblith et al.)",
+    )
+    refit: bool = Field(True, description="lbfgs: refit on train + val at the chosen l2 (as the papers)")
+    max_iter: int = Field(1000, ge=1, description="lbfgs: L-BFGS iterations per l2 value at most")
+    tol: float = Field(
+        1e-6, gt=0, lt=1, description="lbfgs: converged when max |gradient| <= tol * its value at W = 0"
+    )
+
+    # added after recipe 2: left out of a cell's id at their defaults, so SGD probes keep theirs
+    ID_DEFAULTS_OMITTED: ClassVar[frozenset[str]] = frozenset({"solver", "l2", "refit", "max_iter", "tol"})
+
+    @field_validator("l2")
+    @classmethod
+    def _positive(cls, v: tuple[float, ...] | None) -> tuple[float, ...] | None:
+        if v is not None:
+            if not v:
+                raise ValueError("l2 needs at least one value, e.g. [1e-4, 1e-2, 1]")
+            bad = [x for x in v if not x > 0]
+            if bad:
+                raise ValueError(f"l2 values must be > 0 (an L2 strength), got {bad[0]}")
+        return v
 
 
 class PartialParams(_Params):
@@ -68,6 +122,7 @@ class Phase:
     layer_decay: float | None = None
     bn_frozen: bool = False  # every BatchNorm stays in eval mode (its affine parameters may train)
     adapt_bn: bool = False  # BatchNorm statistics re-estimated on the train split before this phase
+    solver: Solver = "sgd"  # lbfgs: the head is the L-BFGS linear evaluation (train.linear_eval)
 
 
 @dataclass(frozen=True)
@@ -89,10 +144,13 @@ def _register(info: StrategyInfo) -> None:
 _register(
     StrategyInfo(
         "linear_probe",
-        "backbone frozen (BatchNorm statistics too); only the new head trains",
-        None,
+        "backbone frozen (BatchNorm statistics too); only the new head trains (solver: sgd), or the "
+        "papers' linear evaluation: L-BFGS logistic regression, L2 chosen on val (solver: lbfgs)",
+        LinearProbeParams,
         True,
-        lambda p, t: [Phase("linear_probe", t.epochs, "head", t.effective_lr)],
+        lambda p, t: [
+            Phase("linear_probe", t.epochs, "head", t.effective_lr, solver=p.solver)  # type: ignore[union-attr]
+        ],
     )
 )
 _register(
@@ -171,6 +229,51 @@ _register(
         lambda p, t: [Phase("scratch", t.epochs, "all", t.effective_lr)],
     )
 )
+
+
+def lbfgs_probe(name: str, params: dict) -> LinearProbeParams | None:
+    """The probe's settings when a strategy is the L-BFGS linear evaluation, else None."""
+    if name != "linear_probe":
+        return None
+    p = LinearProbeParams.model_validate(params)
+    return p if p.solver == "lbfgs" else None
+
+
+def lbfgs_conflict(train: TrainConfig, augmentation: str, random: bool) -> str | None:
+    """Why an L-BFGS probe cannot run with these settings (``{pair}``: the exclude rule to offer),
+    or None: it fits a convex problem on frozen features, computed once."""
+    if random:
+        return (
+            f"solver lbfgs fits a logistic regression on frozen features, which the random "
+            f"augmentation {augmentation!r} would change every pass; use augmentation none, or "
+            "exclude the pair: {pair}"
+        )
+    if train.head.type != "linear" or train.head.dropout > 0:
+        return (
+            f"solver lbfgs fits a linear head (a convex problem); this cell's head is "
+            f"{train.head.type} with dropout {train.head.dropout}: use head {{type: linear}} or solver sgd"
+        )
+    return None
+
+
+def lbfgs_ignored(train: TrainConfig) -> dict[str, object]:
+    """The settings an L-BFGS probe does not use, as the grid gave them (recorded, not in its id)."""
+    return {k: getattr(train, k) for k in LBFGS_IGNORES}
+
+
+def id_params(name: str, params: dict) -> dict:
+    """A strategy's params as its cells' ids hold them: params added after a recipe are left out
+    at their defaults (``ID_DEFAULTS_OMITTED``), so adding them changed no existing id."""
+    model = STRATEGIES.get(name).params
+    omitted = getattr(model, "ID_DEFAULTS_OMITTED", frozenset())
+    if not omitted or model is None:
+        return params
+    fields = model.model_fields
+    return {k: v for k, v in params.items() if not (k in omitted and v == _json_default(fields[k].default))}
+
+
+def _json_default(value: object) -> object:
+    return list(value) if isinstance(value, tuple) else value
 
 
 def phases_for(name: str, params: dict, train: TrainConfig) -> list[Phase]:

@@ -214,7 +214,7 @@ def _race_plan(
     """The race this run applies, or None: ``--race``/``--no-race`` over the grid's ``race:``."""
     from tlbench.executor.options import RacePlan
     from tlbench.executor.racing import check_plan
-    from tlbench.spec.schema import RACE_AXES
+    from tlbench.spec.race import RACE_AXES
 
     by = tuple(a.strip() for a in race_by.split(",") if a.strip()) if race_by else None
     for axis in by or ():

@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from tlbench.errors import TlbenchError
+from tlbench.spec.race import RaceConfig
 
 __all__ = [
     "AXES",
@@ -25,6 +26,8 @@ __all__ = [
     "DatasetEntry",
     "GridSpec",
     "HeadConfig",
+    "METRICS",
+    "Metric",
     "OptimizerEntry",
     "RaceConfig",
     "Reported",
@@ -39,6 +42,11 @@ __all__ = [
 ]
 
 AXES = ("datasets", "backbones", "strategies", "optimizers", "augmentations")
+# what a grid's report, racing, tuning and model selection rank cells by (``metric:``): top-1
+# accuracy, or the mean over classes of each class's accuracy (Kornblith et al. 2019 report it
+# for Aircraft, Pets, Caltech-101 and Flowers, whose test sets are not balanced)
+METRICS = ("acc", "mean_per_class_acc")
+Metric = Literal["acc", "mean_per_class_acc"]
 AXIS_SINGULAR = {
     "datasets": "dataset",
     "backbones": "backbone",
@@ -216,6 +224,9 @@ class _Entry(_Strict):
 
 class DatasetEntry(_Entry):
     params: dict[str, Any] = Field(default_factory=dict)
+    metric: Metric | None = Field(
+        None, description="what this dataset's cells are ranked by: acc | mean_per_class_acc"
+    )
 
 
 class BackboneEntry(_Entry):
@@ -257,17 +268,23 @@ class Axes(_Strict):
 
 
 class Reported(_Strict):
-    """A number published elsewhere for a cell (e.g. a seed report), shown beside tlbench's."""
+    """Numbers published elsewhere for a cell (a paper's table, a seed report), shown beside
+    tlbench's with its interval over seeds. Fractions in [0, 1]: a table's 93.6 % is 0.936."""
 
     test_acc: float | None = Field(None, ge=0, le=1)
     best_val_acc: float | None = Field(None, ge=0, le=1)
+    mean_per_class_acc: float | None = Field(None, ge=0, le=1, description="test mean per-class accuracy")
     source: str = ""
+    protocol: str | None = Field(None, description="what the published setup did differently from the cell")
 
 
 class Block(Axes):
     """A sub-grid: inherits the grid's axes and settings, overrides some (e.g. a source task)."""
 
     name: str = Field(min_length=1)
+    metric: Metric | None = Field(
+        None, description="what the block's cells are ranked by (default: the grid's)"
+    )
     train: dict[str, Any] = Field(default_factory=dict)
     tune: dict[str, Any] = Field(default_factory=dict)
     seeds: Seeds = Field(None, description="replicates: N (seeds 0..N-1) or a list of seeds")
@@ -278,55 +295,12 @@ class Block(Axes):
     _seeds = field_validator("seeds")(classmethod(lambda cls, v: _check_seeds(v)))
 
 
-RACE_AXES = ("dataset", "backbone", "strategy", "optimizer", "augmentation")
-
-
-class RaceConfig(_Strict):
-    """``race:``: train cells rung by rung and drop the configurations beaten with confidence.
-
-    Rungs are fractions of each cell's epochs (``rungs``) or epochs (``epochs``), rounded up to
-    whole epochs (at least 1); the last rung, all of a cell's epochs, is always implied.
-    """
-
-    enabled: bool = Field(True, description="race when the grid runs (`tlbench run --no-race` overrides)")
-    rungs: tuple[float, ...] = Field((1 / 9, 1 / 3), description="fractions of each cell's epochs")
-    epochs: tuple[int, ...] | None = Field(None, description="rung epochs instead of fractions")
-    by: tuple[str, ...] = Field(
-        ("dataset", "backbone", "strategy"), description="the axes a comparison group shares"
-    )
-    eta: int = Field(3, ge=2, description="successive halving (one seed): keep the top 1/eta")
-    level: float = Field(0.95, gt=0.5, lt=1.0, description="confidence level of the intervals")
-
-    @field_validator("rungs")
-    @classmethod
-    def _fractions(cls, v: tuple[float, ...]) -> tuple[float, ...]:
-        if any(not 0 < f < 1 for f in v):
-            raise ValueError(f"rungs are fractions of a cell's epochs, each in (0, 1), got {list(v)}")
-        if any(b <= a for a, b in zip(v, v[1:], strict=False)):
-            raise ValueError(f"rungs must increase, got {list(v)}")
-        return v
-
-    @field_validator("epochs")
-    @classmethod
-    def _epochs(cls, v: tuple[int, ...] | None) -> tuple[int, ...] | None:
-        if v is not None and any(e < 1 for e in v):
-            raise ValueError(f"rung epochs must be >= 1, got {list(v)}")
-        if v is not None and any(b <= a for a, b in zip(v, v[1:], strict=False)):
-            raise ValueError(f"rung epochs must increase, got {list(v)}")
-        return v
-
-    @field_validator("by")
-    @classmethod
-    def _axes(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        bad = [a for a in v if a not in RACE_AXES]
-        if bad:
-            raise ValueError(f"unknown axis {bad[0]!r} (valid: {', '.join(RACE_AXES)})")
-        return v
-
-
 class GridSpec(Axes):
     name: str = ""
     description: str = ""
+    metric: Metric = Field(
+        "acc", description="what cells are ranked and selected by: acc | mean_per_class_acc"
+    )
     train: dict[str, Any] = Field(default_factory=dict)
     tune: dict[str, Any] = Field(default_factory=dict, description="search space for `tlbench tune`")
     seeds: Seeds = Field(None, description="replicates: N (seeds 0..N-1) or a list of seeds")
