@@ -105,10 +105,27 @@ class CellRun:
         if "peak_mem_mb" in result.info:
             metrics["peak_mem_mb"] = result.info["peak_mem_mb"]
         self.log_metrics(metrics, step=int(last))
+        self._log_extras(result)
         if background:
             return self.tracker.writer().submit(self._write_artifacts_and_close, result, light, then)
         self._write_artifacts_and_close(result, light, then)
         return None
+
+    def _log_extras(self, result: Any) -> None:
+        """What only the end knows: params (an L-BFGS probe's chosen λ), curves stepped by their
+        own index (``probe.val_acc`` over the λ grid) and the warnings, as a tag."""
+        from mlflow.entities import Metric
+
+        if result.params:
+            self.log_params(result.params)
+        ts = int(time.time() * 1000)
+        points = [
+            Metric(k, float(v), ts, i) for k, values in result.curves.items() for i, v in enumerate(values)
+        ]
+        for i in range(0, len(points), 1000):  # MLflow's batch limit
+            self.client.log_batch(self.run_id, metrics=points[i : i + 1000])
+        if result.warnings:
+            self.set_tag(tags.WARNINGS, "\n".join(result.warnings)[:5000])
 
     def _write_artifacts_and_close(
         self, result: Any, light: bool = False, then: Callable[[], None] | None = None

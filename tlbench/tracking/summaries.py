@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from tlbench.tracking.store import Tracker
 
 CURVES = ("val_acc", "train_loss", "val_loss")
-FINALS = ("test_acc", "best_val_acc")
+FINALS = ("test_acc", "test_mean_per_class_acc", "best_val_acc")
 
 
 def _summary_run(tracker: Tracker, experiment_id: str, config: Cell) -> Any:

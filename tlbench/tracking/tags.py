@@ -25,6 +25,7 @@ HOST_ID = "tlbench.host_id"  # boot id / PID-namespace inode: where PID means th
 PID_START = "tlbench.pid_start"  # the owner's start time, so a reused PID is not taken for it
 DEVICE = "tlbench.device"
 NOTE = "tlbench.note"
+WARNINGS = "tlbench.warnings"  # what a finished run's numbers need read with (an unconverged solve)
 SOURCE_RUN_ID = "tlbench.source_run_id"  # the run whose checkpoint a cell:/run: backbone loaded
 OOM_RETRY = "tlbench.oom_retry"
 GRID_REPORT = "tlbench.grid_report"  # the grid's parent run holding `tlbench report`'s files

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 from tlbench.data import TensorSplit
 from tlbench.data.stream import image_batches
+from tlbench.train.metrics import confusion, mean_per_class_acc
 
 
 def batches(n: int, batch_size: int, perm: torch.Tensor | None) -> list[torch.Tensor | slice]:
@@ -49,7 +50,7 @@ def evaluate(
     channels_last: bool = False,
     features: torch.Tensor | None = None,
 ) -> dict[str, Any]:
-    """Loss, top-1, top-5 and the confusion matrix of ``model`` on ``split``.
+    """Loss, top-1, top-5, mean per-class accuracy and the confusion matrix of ``model`` on ``split``.
 
     With ``features`` (the split's pre-logits, cached) ``model`` is the head and sees those
     instead of the images: a frozen backbone's probe is evaluated without running the backbone.
@@ -59,7 +60,7 @@ def evaluate(
     loss_sum = torch.zeros((), device=dev, dtype=torch.float64)
     correct = torch.zeros((), device=dev, dtype=torch.long)
     correct5 = torch.zeros((), device=dev, dtype=torch.long)
-    confusion = torch.zeros(num_classes * num_classes, device=dev, dtype=torch.long)
+    counts = torch.zeros(num_classes, num_classes, device=dev, dtype=torch.long)
     k = min(5, num_classes)
     index = batches(len(split), batch_size, None)
     if features is not None:
@@ -75,13 +76,15 @@ def evaluate(
         pred = logits.argmax(1)
         correct += (pred == y).sum()
         correct5 += (logits.topk(k, dim=1).indices == y[:, None]).any(1).sum()
-        confusion += torch.bincount(y * num_classes + pred, minlength=num_classes * num_classes)
+        counts += confusion(y, pred, num_classes)
     n = max(len(split), 1)
+    matrix = counts.cpu().numpy()
     return {
         "loss": loss_sum.item() / n,
         "acc": correct.item() / n,
         "top5": correct5.item() / n,
-        "confusion": confusion.view(num_classes, num_classes).cpu().numpy(),
+        "mean_per_class_acc": mean_per_class_acc(matrix),
+        "confusion": matrix,
     }
 
 

@@ -19,9 +19,10 @@ from tlbench.data.stream import loader_workers
 from tlbench.grid import Cell
 from tlbench.models import trained_settings
 from tlbench.optim import build_optimizer, build_scheduler
-from tlbench.strategies import Phase, apply_phase, set_train_mode
+from tlbench.strategies import Phase, apply_phase, lbfgs_probe, set_train_mode
 from tlbench.train.evaluation import adapt_batchnorm, evaluate, extract_features
 from tlbench.train.features import open_store
+from tlbench.train.linear_eval import fit_probe, start_params
 from tlbench.train.loop import EpochTimer, NonFiniteWatch, Step, train_one_epoch
 from tlbench.train.result import NullReporter, Reporter, Result, RungReached
 from tlbench.train.setup import Setup, prepare
@@ -73,9 +74,14 @@ def fit(
     trainable, total = apply_phase(s.model, s.phases[0])
     state.max_trainable = state.max_trainable or trainable
     s.stored = open_store(cell, s, data, enabled=cache_features and feature_store)
+    probe = lbfgs_probe(cell.strategy.name, cell.strategy.params)
     try:
         info = _start_info(s, data, trainable, total, saved, compile)
+        if probe is not None:
+            info.update(start_params(probe))
         rep.on_start({**info, **(s.stored.params() if s.stored else {})})
+        if probe is not None:  # the papers' linear evaluation: one sweep instead of epochs
+            return fit_probe(cell, s, data, probe, state, rep, total)
         timer, watch = EpochTimer(s.device), NonFiniteWatch(s.device)
         for index, phase in enumerate(s.phases):
             if saved and index < state.phase:
@@ -220,11 +226,12 @@ def _run_phase(
         metrics.update(
             val_loss=val["loss"],
             val_acc=val["acc"],
+            val_mean_per_class_acc=val["mean_per_class_acc"],
             lr=step.optimizer.param_groups[0]["lr"],
             epoch_time_s=epoch_time,
             epoch_images_per_s=seen / max(epoch_time, 1e-9),
         )
-        state.record(metrics, s.model)
+        state.record(metrics, s.model, cell.val_metric)
         if checkpoint is not None:  # before reporting: an epoch MLflow shows is never lost
             checkpoint.save(
                 state.checkpoint(
@@ -262,7 +269,7 @@ def _result(cell: Cell, s: Setup, data: DatasetSplits, state: TrainState, total:
     return Result(
         history=state.history,
         best_epoch=state.best_epoch,
-        best_val_acc=state.best_acc,
+        best_val_acc=state.history[state.best_epoch]["val_acc"],
         test_loss=test["loss"],
         test_acc=test["acc"],
         test_top5=test["top5"],

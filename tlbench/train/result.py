@@ -13,6 +13,8 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from tlbench.train.metrics import mean_per_class_acc, per_class_acc
+
 
 class NonFiniteLossError(RuntimeError):
     """The training loss became NaN/inf: the cell cannot continue (reason ``nonfinite_loss``)."""
@@ -92,18 +94,35 @@ class Result:
     best_state: dict[str, torch.Tensor] = field(repr=False)
     info: dict[str, Any] = field(default_factory=dict)
     device_s: float = 0.0  # wall time the cell held its device, over every attempt (cost accounting)
+    # what a run records at its end besides the metrics below: params known only then (an L-BFGS
+    # probe's chosen λ), step curves other than the epochs' (``probe.val_acc`` over the λ grid),
+    # and warnings (a λ whose solve did not converge): each a number a reader must not miss
+    params: dict[str, Any] = field(default_factory=dict)
+    curves: dict[str, list[float]] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)  # final metrics of its own (probe.sweep_s)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def per_class_acc(self) -> np.ndarray:
-        totals = self.confusion.sum(axis=1)
-        return np.divide(np.diag(self.confusion), totals, out=np.zeros(len(totals)), where=totals > 0)
+        return per_class_acc(self.confusion)
+
+    @property
+    def test_mean_per_class_acc(self) -> float:
+        return mean_per_class_acc(self.confusion)
 
     def final_metrics(self) -> dict[str, float]:
+        best = self.history[self.best_epoch] if 0 <= self.best_epoch < len(self.history) else {}
         return {
             "test_acc": self.test_acc,
+            "test_mean_per_class_acc": self.test_mean_per_class_acc,
             "test_top5": self.test_top5,
             "test_loss": self.test_loss,
             "best_val_acc": self.best_val_acc,
+            **(
+                {"best_val_mean_per_class_acc": best["val_mean_per_class_acc"]}
+                if "val_mean_per_class_acc" in best
+                else {}
+            ),
             "best_epoch": float(self.best_epoch),
             "train_time_s": self.train_time_s,
             "images_per_s": self.images_per_s,
@@ -111,4 +130,5 @@ class Result:
             "params_total": float(self.params_total),
             "epochs_trained": float(len(self.history)),
             "device_s": self.device_s,
+            **self.metrics,
         }

@@ -137,6 +137,7 @@ def prepare(
         val=val,
         test=test,
         phases=phases,
-        cached=[cache_features and can_cache_features(cell, p) for p in phases],
+        # an L-BFGS probe is fit on features whatever --no-feature-cache says (it has no other way)
+        cached=[(cache_features or p.solver == "lbfgs") and can_cache_features(cell, p) for p in phases],
         steps_per_epoch=len(batches(len(train), cfg.batch_size, torch.arange(len(train)))),
     )

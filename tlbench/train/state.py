@@ -48,7 +48,7 @@ class TrainState:
 
     history: list[dict[str, float]] = field(default_factory=list)
     epoch: int = 0
-    best_acc: float = -1.0
+    best_acc: float = -1.0  # the best value of the metric the cell selects its epoch by
     best_epoch: int = -1
     best_state: dict[str, torch.Tensor] | None = None
     train_time: float = 0.0
@@ -78,11 +78,12 @@ class TrainState:
         """Has the cell reached its rung (and not its last epoch, which finishes it instead)?"""
         return self.pause_at is not None and self.pause_at <= self.epoch < total_epochs
 
-    def record(self, metrics: dict[str, float], model: nn.Module) -> None:
-        """One more epoch: into the history, and its weights kept if its val accuracy is the best."""
+    def record(self, metrics: dict[str, float], model: nn.Module, select: str = "val_acc") -> None:
+        """One more epoch: into the history, and its weights kept if its ``select`` metric (the
+        cell's ``val_metric``) is the best so far (``best_acc`` holds that value)."""
         self.history.append({"epoch": float(self.epoch), **metrics})
-        if metrics["val_acc"] > self.best_acc:
-            self.best_acc, self.best_epoch = metrics["val_acc"], self.epoch
+        if metrics[select] > self.best_acc:
+            self.best_acc, self.best_epoch = metrics[select], self.epoch
             self.best_state = cpu_copy(model)
         self.epoch += 1
 
