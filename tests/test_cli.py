@@ -435,3 +435,57 @@ def test_cells_left_to_a_live_process_are_named_and_exit_3_only_on_request(write
         assert strict.exit_code == 3, strict.output
     finally:
         held.release()
+
+
+LBFGS_GRID = """
+name: lin
+train: {epochs: 3, batch_size: 32, image_size: 16, lr: 0.05, seed: 0}
+seeds: 2
+race: {epochs: [1]}
+datasets: [{name: digits, train: {subset: 0.25}}]
+backbones: [{name: test_resnet, weights: none}]
+strategies:
+  - linear_probe
+  - {name: linear_probe, label: lbfgs, params: {solver: lbfgs, l2: [1.0e-4, 1.0e-2, 1.0, 100.0]}}
+optimizers: [sgd, adam]
+augmentations: [none]
+"""
+
+
+@pytest.mark.slow
+def test_an_lbfgs_probe_runs_once_as_one_rung_and_records_its_sweep(write_grid, store):
+    """Under two optimizers it is one cell (one run per seed); racing gives it its only rung; its
+    run holds the chosen λ, the val curve over the grid and what it ignored; tune leaves it alone."""
+    grid = write_grid(LBFGS_GRID, "lin.yaml")
+    result = _invoke("run", "--grid", str(grid), "--tracking-uri", store)
+    assert result.exit_code == 0, result.output
+    assert result.output.count("same cell as digits-25pct/test_resnet/lbfgs/sgd/none@s") == 2
+    client, runs = _runs(store, "lin")
+    lbfgs = [
+        r for r in runs if "/lbfgs/" in r.data.tags.get(tags.CELL, "") and tags.SUMMARY not in r.data.tags
+    ]
+    assert sorted(r.data.tags[tags.CELL] for r in lbfgs) == [
+        "digits-25pct/test_resnet/lbfgs/sgd/none@s0",
+        "digits-25pct/test_resnet/lbfgs/sgd/none@s1",
+    ]
+    for run in lbfgs:
+        p, m = run.data.params, run.data.metrics
+        assert run.info.status == "FINISHED" and tags.RACE not in run.data.tags  # never paused
+        assert p["probe.l2_grid"] == "0.0001,0.01,1,100" and p["probe.l2"] in p["probe.l2_grid"].split(",")
+        assert p["epochs"] == "1" and "optimizer=sgd" in p["ignored"] and "lr=0.05" in p["ignored"]
+        assert m["epochs_trained"] == 1 and "test_mean_per_class_acc" in m
+        curve = sorted(client.get_metric_history(run.info.run_id, "probe.val_acc"), key=lambda x: x.step)
+        assert [x.step for x in curve] == [0, 1, 2, 3] and m["best_val_acc"] == max(x.value for x in curve)
+        assert len(client.get_metric_history(run.info.run_id, "probe.grad_norm")) == 4
+    sgd = [
+        r
+        for r in runs
+        if "/linear_probe/" in r.data.tags.get(tags.CELL, "") and tags.SUMMARY not in r.data.tags
+    ]
+    assert len(sgd) == 4 and all(r.data.tags.get(tags.RACE) in (None, "dropped") for r in sgd)
+
+    tuned = _invoke(
+        "tune", "--grid", str(grid), "--tracking-uri", store, "--select", "*/lbfgs/*", "--trials", "2"
+    )
+    assert tuned.exit_code == 0, tuned.output
+    assert "not tuned" in tuned.output and "nothing to tune" in tuned.output

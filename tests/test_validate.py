@@ -49,3 +49,10 @@ def test_settings_that_fail_late_are_found_early():
 
     _, warnings = setting_findings([warm], {warm.name: Splits()})
     assert any("batch_size 4096 > its 240 training images" in w for w in warnings)
+
+
+def test_an_lbfgs_probe_is_not_warned_about_settings_it_ignores():
+    lbfgs = {"name": "linear_probe", "params": {"solver": "lbfgs"}}
+    cell = make_cell(lbfgs, epochs=2, warmup_epochs=2, schedule="step", step_size=10, batch_size=4096)
+    assert cell.train.epochs == 1 and cell.ignored["warmup_epochs"] == 2
+    assert setting_findings([cell]) == ([], [])

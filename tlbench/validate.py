@@ -110,6 +110,8 @@ def setting_findings(cells: list[Cell], splits: dict[str, Any] | None = None) ->
                 warnings.append(
                     f"{name}: lp_epochs {lp} >= epochs {t.epochs}: the probe is cut to {t.epochs - 1}"
                 )
+        if c.ignored:  # an L-BFGS probe: no schedule, no batches (recorded as ignored)
+            continue
         if t.warmup_epochs and t.warmup_epochs >= t.epochs:
             warnings.append(f"{name}: warmup_epochs {t.warmup_epochs} >= epochs {t.epochs}: lr never peaks")
         if t.schedule == "step" and t.step_size >= t.epochs:

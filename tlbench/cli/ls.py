@@ -36,21 +36,28 @@ def ls_cmd(grid: str, select: tuple[str, ...], tracking_uri: str | None) -> None
             str(t.seed) if c.replicate is not None else "",
             str(c.weights),
             str(t.epochs),
-            f"{t.effective_lr:g}",
-            str(t.batch_size),
+            "—" if "lr" in c.ignored else f"{t.effective_lr:g}",  # an L-BFGS probe has neither
+            "—" if "batch_size" in c.ignored else str(t.batch_size),
             str(t.image_size or "auto"),
             f"{t.subset:g}" if t.subset else "",
             f"{f / 1e12:,.1f}" if f is not None else "?",
             *([f"{seconds[i - 1] / 60:,.1f}" if seconds[i - 1] is not None else "FLOPs"] if measured else []),
         )
     console.print(table)
-    known = [f for f in flops if f is not None]
-    unknown = len(flops) - len(known)
+    once = {c.id: f for c, f in zip(chosen, flops, strict=True)}  # cells sharing an id train once
+    known = [f for f in once.values() if f is not None]
+    unknown = len(once) - len(known)
     total = sum(known)
     configs = len({c.config_id for c in chosen})
     seeds = sorted({c.replicate for c in chosen if c.replicate is not None})
     if seeds:  # replicated: configurations x seeds (a replicated cell: source is named per seed)
         console.print(f"{configs} configurations × seeds {seeds} = {len(chosen)} cells", highlight=False)
+    if len(once) < len(chosen):
+        console.print(
+            f"{len(chosen) - len(once)} cells have the id of another (identical settings, e.g. an "
+            "L-BFGS probe under each optimizer): trained once, counted once below",
+            highlight=False,
+        )
     console.print(
         f"{len(chosen)} cells, about {total / 1e12:,.1f} TFLOP of training ≈ {gpu_hours(total):,.2f} GPU-hours "
         f"on an H100 at the ~44 TFLOP/s tlbench sustains (ResNet-50 @ 224, measured)"

@@ -94,10 +94,15 @@ def tune(
     from tlbench.tracking import Tracker
     from tlbench.tracking.access import check_access
     from tlbench.tune import open_storage, resolve_storage_url, start_helpers, stop_helpers, tune_grid
-    from tlbench.tune.grid import one_per_configuration
+    from tlbench.tune.grid import one_per_configuration, say_untunable, split_untunable
     from tlbench.tune.storage import STORAGE_ENV
 
     spec, cells, chosen = common.load(grid, select)
+    chosen, untunable = split_untunable(chosen)
+    say_untunable(untunable, common.err_console)
+    if not chosen:
+        common.err_console.print("nothing to tune among the selected cells", highlight=False)
+        return
     common.check_workers(workers)
     sigterm_as_interrupt()
     url = resolve_storage_url(storage)

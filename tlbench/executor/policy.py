@@ -18,6 +18,9 @@
   then FAILED with the reason.
 - **Racing** (``options.race``): raced cells train rung by rung and configurations beaten with
   confidence are dropped (``tlbench.executor.racing``); a rung is a barrier per group only.
+- **Cells with one id run once**: differently named cells whose settings are identical (an
+  L-BFGS probe under each optimizer of the axis: it ignores them) share an id; the first is
+  trained, the others take its outcome ("same cell as ...").
 - **One line per outcome**: ✓ finished, ↷ skipped, ✗ failed, ⏸ paused at a rung, ✂ raced out.
 """
 
@@ -53,6 +56,14 @@ def outcome_line(outcome: CellOutcome, seconds: float | None = None) -> str:
     return f"[red]✗[/] {c.name}  {outcome.status}: {outcome.reason}"
 
 
+def twin_outcome(cell: Cell, of: CellOutcome) -> CellOutcome:
+    """A cell with the same id as ``of``'s (identical settings): its outcome is that one."""
+    same = f"same cell as {of.cell.name} (identical settings, one run)"
+    if of.done:
+        return CellOutcome(cell, "SKIPPED", of.run_id, dict(of.metrics), f"finished: {same}")
+    return CellOutcome(cell, of.status, of.run_id, dict(of.metrics), f"{same}: {of.reason}")
+
+
 def reap_stale_runs(tracker: Tracker, experiment_id: str, say: Callable[[str], None]) -> None:
     """Before anything runs: RUNNING runs whose process is gone (its PID on this host, or no
     heartbeat: ``Tracker.reap_stale``) are marked KILLED."""
@@ -76,18 +87,29 @@ class Schedule:
         self.pending: deque[Task] = deque()
         self.running: set[str] = set()
         self.elsewhere: dict[str, Task] = {}
+        self.twins: dict[str, list[Cell]] = {}  # a cell's name -> later cells with its id
+        first: dict[str, str] = {}
         for cell in cells:
             run = finished.get(cell.id)
             if run is not None:
                 self.outcomes[cell.name] = CellOutcome(
                     cell, "SKIPPED", run.info.run_id, dict(run.data.metrics), "finished"
                 )
+            elif cell.id in first:
+                self.twins.setdefault(first[cell.id], []).append(cell)
             else:
+                first[cell.id] = cell.name
                 self.pending.append(Task(cell))
         self.race: Race | None = None
         if options.race is not None:
+            twins = {c.name for group in self.twins.values() for c in group}
             self.race = Race(
-                cells, options.race, tracker, options.experiment_id, options.variant, options.force
+                [c for c in cells if c.name not in twins],
+                options.race,
+                tracker,
+                options.experiment_id,
+                options.variant,
+                options.force,
             )
             self.pending = deque(t for t in self.pending if t.cell.name not in self.race)
             self.pending.extend(self.race.start())
@@ -167,6 +189,8 @@ class Schedule:
         self.say(outcome_line(outcome, seconds))
         if outcome.status != DROPPED:
             self._raced(outcome)
+        for twin in self.twins.pop(outcome.cell.name, []):
+            self._record(twin_outcome(twin, outcome))
 
     def _raced(self, outcome: CellOutcome) -> None:
         """A raced cell came back: its group's next rung may start, and configurations drop."""

@@ -120,7 +120,9 @@ class Race:
             self._read_history(cell.name, run.info.run_id)
 
     def _read_history(self, name: str, run_id: str) -> None:
-        history = sorted(self.tracker.client.get_metric_history(run_id, "val_acc"), key=lambda m: m.step)
+        """Best of the cell's validation metric (``val_acc``, or the grid's ``metric:``) so far, per epoch."""
+        metric = self.group_of[name].cells[name].val_metric
+        history = sorted(self.tracker.client.get_metric_history(run_id, metric), key=lambda m: m.step)
         best, seen = -1.0, self.values.setdefault(name, {})
         for epoch, m in enumerate(history, start=1):
             best = max(best, m.value)

@@ -42,7 +42,7 @@ class CellOutcome:
     @property
     def done(self) -> bool:
         """Does the cell have a FINISHED run (trained here, or found finished)?"""
-        return self.status == "FINISHED" or (self.status == "SKIPPED" and self.reason == "finished")
+        return self.status == "FINISHED" or (self.status == "SKIPPED" and self.reason.startswith("finished"))
 
 
 @dataclass

@@ -80,6 +80,26 @@ def _trial_printer(progress: Progress, bar: Any) -> Callable[[Any, int], None]:
     return on_trial
 
 
+def split_untunable(cells: list[Cell]) -> tuple[list[Cell], list[Cell]]:
+    """(cells a study tunes, cells it cannot): an L-BFGS probe has no lr or batch size, its sweep
+    over the L2 strength on validation is its tuning."""
+    from tlbench.strategies import lbfgs_probe
+
+    lbfgs = [c for c in cells if lbfgs_probe(c.strategy.name, c.strategy.params) is not None]
+    return [c for c in cells if c not in lbfgs], lbfgs
+
+
+def say_untunable(cells: list[Cell], console: Console, then: str = "skipped") -> None:
+    if cells:
+        names = ", ".join(c.config_name or c.name for c in one_per_configuration(cells)[:5])
+        console.print(
+            f"[yellow]{len(one_per_configuration(cells))} configuration(s) not tuned[/] ({then}): "
+            f"linear_probe with solver lbfgs has no lr or batch size (its L2 sweep on val is its "
+            f"tuning): {names}",
+            highlight=False,
+        )
+
+
 def one_per_configuration(cells: list[Cell]) -> list[Cell]:
     """One cell per configuration (its first replicate): a study tunes the configuration, and its
     best values then apply to every replicate."""
@@ -179,6 +199,8 @@ def run_tuned(
     lr and batch size, as ``tuned`` runs whose params say where the values came from."""
     import dataclasses
 
+    chosen, untunable = split_untunable(chosen)
+    say_untunable(untunable, console, then="run as they are")
     cells, params, missing = tuned_cells(chosen, storage_url)
     if missing:
         console.print(
@@ -187,10 +209,10 @@ def run_tuned(
             + ", ".join(missing[:5]),
             highlight=False,
         )
-    if not cells:
+    if not cells and not untunable:
         raise TuneError("no selected cell has a tuning study with a complete trial; run tlbench tune first")
     chosen_ids = {c.id for c in chosen}
     sources = [c for c in todo if c.id not in chosen_ids]
     outcomes = execute(sources, tracker, options, console=console, **backend) if sources else []
     tuned = dataclasses.replace(options, variant="tuned", extra_params=params)
-    return outcomes + execute(cells, tracker, tuned, console=console, **backend)
+    return outcomes + (execute(cells, tracker, tuned, console=console, **backend) if cells else [])

@@ -117,7 +117,7 @@ def _parent_run(
     params = {
         "tune.lr_range": f"{space['lr'][0]:.3g}..{space['lr'][1]:.3g} (log-uniform)",
         "tune.batch_sizes": ",".join(map(str, space["batch_size"])),
-        "tune.objective": "best_val_acc (maximize)",
+        "tune.objective": f"best_{cell.val_metric} (maximize)",
     }
     run = tracker.start_cell(
         exp_id,

@@ -20,20 +20,22 @@ if TYPE_CHECKING:
 
 
 class PruningReporter:
-    """Reports each epoch's validation accuracy to the trial; stops the cell when told to prune."""
+    """Reports each epoch's validation metric (the cell's ``val_metric``) to the trial; stops the
+    cell when told to prune."""
 
-    def __init__(self, trial: optuna.Trial):
-        self.trial = trial
+    def __init__(self, trial: optuna.Trial, metric: str = "val_acc"):
+        self.trial, self.metric = trial, metric
 
     def on_start(self, info: dict[str, Any]) -> None:
         pass
 
     def on_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
+        value = float(metrics[self.metric])
         with uninterrupted():  # a Ctrl-C mid-write could leave the study's storage locked
-            self.trial.report(float(metrics["val_acc"]), step=epoch)
+            self.trial.report(value, step=epoch)
             prune = self.trial.should_prune()
         if prune:
-            raise StopTraining(f"pruned at epoch {epoch + 1} (val_acc {metrics['val_acc']:.4f})")
+            raise StopTraining(f"pruned at epoch {epoch + 1} ({self.metric} {value:.4f})")
 
 
 def _trial_cell(trial: optuna.Trial, cell: Cell) -> Cell:
@@ -72,7 +74,7 @@ def run_trial(
             _trial_cell(trial, cell),
             tracker,
             options,
-            reporter=MultiReporter(PruningReporter(trial), progress),
+            reporter=MultiReporter(PruningReporter(trial, cell.val_metric), progress),
             trial=mode,
             on_run=on_run,
         )
@@ -90,7 +92,7 @@ def run_trial(
         tracker.client.set_tag(outcome.run_id, tags.TRIAL_STATE, state)
     if state == "COMPLETE":
         with uninterrupted():
-            return study.tell(trial, outcome.metrics["best_val_acc"], skip_if_finished=True)
+            return study.tell(trial, outcome.metrics[f"best_{cell.val_metric}"], skip_if_finished=True)
     if state == "FAIL":  # a diverging lr, an OOM at this batch size, a broken cell: this trial only
         trial.set_user_attr(tags.TRIAL_REASON_ATTR, outcome.reason[:500])
     return study.tell(trial, state=getattr(TrialState, state), skip_if_finished=True)
