@@ -208,3 +208,52 @@ def trained_seeds(tmp_path_factory):
     result = CliRunner().invoke(main, ["run", "--grid", str(grid), "--tracking-uri", store])
     assert result.exit_code == 0, result.output
     return grid, store, result.output
+
+
+BY_METRIC = """
+name: bymetric
+train: {epochs: 1, batch_size: 32, image_size: 16, lr: 0.05, seed: 0}
+seeds: 3
+datasets:
+  - {name: synthetic, params: {classes: 3, train_per_class: 12, val_per_class: 6, test_per_class: 6, image_size: 16}}
+  - {name: digits, metric: mean_per_class_acc}
+backbones: [{name: test_resnet, weights: none}]
+strategies: [linear_probe, scratch]
+optimizers: [sgd]
+augmentations: [none]
+reported:
+  "digits/*/scratch/*": {mean_per_class_acc: 0.75, source: "a paper", protocol: "other weights"}
+  "digits/*/linear_probe/*": {mean_per_class_acc: 0.40, source: "a paper"}
+"""
+# (test acc, test mean per-class acc): on digits the probe is better by accuracy and worse by
+# the mean per-class accuracy, which that dataset ranks by
+BY_METRIC_VALUES = {
+    ("synthetic", "linear_probe"): (0.90, 0.70),
+    ("synthetic", "scratch"): (0.80, 0.85),
+    ("digits", "linear_probe"): (0.90, 0.60),
+    ("digits", "scratch"): (0.80, 0.75),
+}
+
+
+@pytest.fixture(scope="session")
+def by_metric(tmp_path_factory):
+    """A replicated grid whose digits cells rank by mean per-class accuracy, filled through the client."""
+    from synthetic_store import Spec, fill_store
+
+    tmp = tmp_path_factory.mktemp("by-metric")
+    grid = tmp / "bymetric.yaml"
+    grid.write_text(BY_METRIC)
+    store = f"sqlite:///{tmp / 'mlruns' / 'mlflow.db'}"
+    runs = []
+    for cell in expand(load_grid(grid)):
+        acc, per_class = BY_METRIC_VALUES[(cell.dataset.name, cell.strategy.name)]
+        noise = 0.01 * (cell.train.seed - 1)
+        metrics = {
+            "test_acc": acc + noise,
+            "test_mean_per_class_acc": per_class + noise,
+            "best_val_acc": acc + noise,
+            "best_val_mean_per_class_acc": per_class + noise,
+        }
+        runs.append((cell, Spec(metrics=metrics, curve=[acc])))
+    fill_store(store, "bymetric", runs)
+    return grid, store

@@ -45,8 +45,9 @@ def test_reported_numbers_sit_beside_tlbench(filled, make_report, tmp_path):
     grid, store, _ = filled
     rep, _ = make_report(grid, store, tmp_path)
     (row,) = rep.reported.to_dict("records")
-    assert row["cell"] == "synthetic/test_resnet/scratch/sgd/none" and row["source"] == "a published table"
-    got = rep.cells.set_index("cell").loc[row["cell"], "test_acc"]
+    assert row["configuration"] == "synthetic/test_resnet/scratch/sgd/none"
+    assert row["source"] == "a published table" and row["check"] == "n/a (one seed)"
+    got = rep.cells.set_index("cell").loc[row["configuration"], "test_acc"]
     assert row["reported"] == 0.5 and row["tlbench"] == got
     assert row["difference"] == pytest.approx(got - 0.5)
     assert "Reported elsewhere vs tlbench" in rp.to_markdown(rep)
@@ -129,3 +130,22 @@ def test_the_report_attaches_to_one_parent_run_of_the_grid(client_filled, tmp_pa
     assert parent.info.status == "FINISHED" and parent.info.run_name == "grid:rep"
     assert parent.data.tags[tags.GRID_REPORT] == "true" and parent.data.tags[tags.GRID] == "rep"
     assert [a.path for a in client.list_artifacts(first, "report")] == ["report/report.md"]
+
+
+def test_each_dataset_is_ranked_by_its_metric(by_metric, make_report, tmp_path):
+    grid, store = by_metric
+    rep, _ = make_report(grid, store, tmp_path)
+    assert rep.metric == "accuracy; mean per-class accuracy on digits"
+    means, best = rep.table.wide("mean"), rep.table.wide("best")
+    assert means.loc[("digits", "test_resnet"), "scratch"] == pytest.approx(0.75)  # its mean per-class acc
+    assert means.loc[("synthetic", "test_resnet"), "linear_probe"] == pytest.approx(0.90)  # accuracy
+    assert (
+        best.loc[("digits", "test_resnet"), "scratch"]
+        and best.loc[("synthetic", "test_resnet"), "linear_probe"]
+    )
+    assert "## Test accuracy; mean per-class accuracy on digits" in rp.to_markdown(rep)
+    checks = rep.reported.set_index("configuration")["check"].to_dict()
+    assert checks == {
+        "digits/test_resnet/linear_probe/sgd/none": "OUTSIDE",
+        "digits/test_resnet/scratch/sgd/none": "inside",
+    }

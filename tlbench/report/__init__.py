@@ -37,11 +37,14 @@ from tlbench.report.render import (
 )
 from tlbench.report.tables import (
     AXES,
+    SCORE,
+    VAL_SCORE,
     Report,
     ReportError,
     axis_effects,
     cell_summary,
     epoch_table,
+    metric_label,
     pareto_front,
     pivot,
     reported_vs_tlbench,
@@ -108,15 +111,15 @@ def build(
     """
     df = cells_frame(cells, tracker, experiment_id)
     history = epoch_history(tracker, df, metrics=["val_acc"])  # all the report draws from
-    configs = config_table(df, ci=ci)
+    configs = config_table(df, ci=ci, value=SCORE)
     flagged = (
         frozenset(configs.loc[configs["provenance"].astype(bool), "config"]) if len(configs) else frozenset()
     )
-    table = pivot_table(df, rows, cols, "test_acc", agg=agg, ci=ci, flagged=flagged)
-    table_val = pivot_table(df, rows, cols, "best_val_acc", agg=agg, ci=ci, flagged=flagged)
-    cmp, note = compare_table(df, compare) if compare else (pd.DataFrame(), "")
-    ranks = rank_result(df, compare) if compare and not cmp.empty else None
-    effects = axis_effects(df)
+    table = pivot_table(df, rows, cols, SCORE, agg=agg, ci=ci, flagged=flagged)
+    table_val = pivot_table(df, rows, cols, VAL_SCORE, agg=agg, ci=ci, flagged=flagged)
+    cmp, note = compare_table(df, compare, SCORE) if compare else (pd.DataFrame(), "")
+    ranks = rank_result(df, compare, SCORE) if compare and not cmp.empty else None
+    effects = axis_effects(df, SCORE)
     rep = Report(
         grid,
         df,
@@ -125,7 +128,7 @@ def build(
         effects,
         epoch_table(history),
         cell_summary(df),
-        reported_vs_tlbench(df),
+        reported_vs_tlbench(df, ci),
         tuned_vs_untuned(tuned_runs(cells, tracker, experiment_id, df), df),
         rows,
         cols,
@@ -140,6 +143,7 @@ def build(
         agg=agg,
         race=race_table(df),
         raced_out=dropped_table(df),
+        metric=metric_label(df),
     )
     if plots and out is not None:
         out.mkdir(parents=True, exist_ok=True)

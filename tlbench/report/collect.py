@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from tlbench.report.configs import ENV_PARAMS
-from tlbench.report.tables import summary_frame
+from tlbench.report.tables import SCORE, VAL_SCORE, summary_frame
 from tlbench.tracking import tags
 
 if TYPE_CHECKING:
@@ -46,7 +46,12 @@ def cells_frame(cells: list[Cell], tracker: Tracker, experiment_id: str) -> pd.D
     df = summary_frame((c, s, m, r) for c, s, m, r, _ in rows)
     df["run_id"] = [run.info.run_id if run else None for *_, run in rows]
     df["epochs"] = [c.train.epochs for c, *_ in rows]
-    for key in ("test_acc", "best_val_acc", "source"):
+    # what the report ranks each cell by: its metric (acc, or the grid's `metric:`), on test and
+    # at the epoch (or L2) it was selected by
+    df["metric"] = [getattr(c, "metric", "acc") for c, *_ in rows]
+    df[SCORE] = [m.get(f"test_{c.metric}") for c, _, m, *_ in rows]
+    df[VAL_SCORE] = [m.get(f"best_val_{c.metric}") for c, _, m, *_ in rows]
+    for key in ("test_acc", "best_val_acc", "mean_per_class_acc", "source", "protocol"):
         df[f"reported_{key}"] = [c.reported.get(key) for c, *_ in rows]
     df["test_is_val"] = [_test_is_val(c.dataset.name) for c, *_ in rows]
     df["device"] = [run.data.tags.get(tags.DEVICE, "") if run else "" for *_, run in rows]

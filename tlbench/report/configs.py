@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from tlbench.report.tables import AXES
+from tlbench.report.tables import AXES, SCORE, VAL_SCORE
 
 # what a replicate ran with (the env.* params come from tlbench.train.fitting, the device from a
 # tag): a configuration whose replicates differ here is flagged, its spread may not be the seeds'
@@ -31,16 +31,25 @@ CONFIG_COLUMNS = [
 ]
 
 
+def validation_column(df: pd.DataFrame, value: str = SCORE) -> str:
+    """The selected epoch's validation score beside ``value``: of each cell's metric (``collect``'s
+    ``val_score``) beside its test score, else validation accuracy (beside test accuracy, or in a
+    frame made by hand)."""
+    return VAL_SCORE if value in (SCORE, VAL_SCORE) and VAL_SCORE in df.columns else "best_val_acc"
+
+
 def replicate_frame(df: pd.DataFrame, value: str = "test_acc") -> pd.DataFrame:
     """The statistics' input (see ``tlbench.stats``): one row per FINISHED replicate with a value,
-    ``config`` (the configuration's name), ``seed``, the axes, ``value``, and validation accuracy."""
+    ``config`` (the configuration's name), ``seed``, the axes, ``value``, and ``val`` (the
+    validation score, ``validation_column``: what --agg best selects by)."""
     done = df[df["status"] == "FINISHED"]
     if "config" not in done.columns:  # a frame of cells without replicate keys: each is its own
         done = done.assign(config=done["cell"], seed=0)
     cols = ["config", "seed", *[a for a in AXES if a in done.columns]]
     out = done[cols].assign(value=pd.to_numeric(done[value], errors="coerce"))
-    val = done["best_val_acc"] if "best_val_acc" in done.columns else float("nan")
-    out = out.assign(best_val_acc=pd.to_numeric(val, errors="coerce"))
+    column = validation_column(done, value)
+    val = done[column] if column in done.columns else float("nan")
+    out = out.assign(val=pd.to_numeric(val, errors="coerce"))
     return out.dropna(subset=["value"]).reset_index(drop=True)
 
 
@@ -87,7 +96,7 @@ def config_table(df: pd.DataFrame, ci: str = "t", value: str = "test_acc") -> pd
     for col in STAT_COLUMNS:
         missing = 0 if col == "n" else float("nan")
         out[col] = [getattr(summaries[c], col) if c in summaries else missing for c in out.index]
-    out["val_mean"] = _means(done, "best_val_acc").reindex(out.index)
+    out["val_mean"] = _means(done, validation_column(done, value)).reindex(out.index)
     out["train_time_s"] = _means(done, "train_time_s").reindex(out.index)
     out["test_is_val"] = grouped["test_is_val"].any() if "test_is_val" in frame.columns else False
     out["provenance"] = _provenance_texts(done).reindex(out.index).fillna("")

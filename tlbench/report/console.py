@@ -21,7 +21,7 @@ def render_pivot(rep: Report, console: Console) -> None:
     """The test-accuracy pivot: best per row bold, ties †, and what the entries are under it."""
     t = fmt.test_table(rep)
     d = fmt.display(t, fmt.test_is_val(rep))
-    table = Table(title=f"test accuracy: {' × '.join(rep.rows)} by {' × '.join(rep.cols)}")
+    table = Table(title=f"test {rep.metric}: {' × '.join(rep.rows)} by {' × '.join(rep.cols)}")
     for name in rep.rows:
         table.add_column(name)
     for c in d.text.columns:
@@ -58,7 +58,7 @@ def render_compare(rep: Report, console: Console) -> None:
     """The pairwise comparison of the report's axis, or why there is none."""
     if not rep.compare.empty:
         render_frame(
-            fmt.compare_display(rep.compare), console, f"pairwise: {rep.compare_axis} (test accuracy)"
+            fmt.compare_display(rep.compare), console, f"pairwise: {rep.compare_axis} (test {rep.metric})"
         )
     elif rep.compare_note:
         console.print(f"pairwise {rep.compare_axis}: {rep.compare_note}", style="dim", highlight=False)
@@ -120,7 +120,7 @@ def _render_configs(df: pd.DataFrame, console: Console, title: str, ci: str) -> 
     """The summary of a replicated grid: one row per configuration, ties with each dataset's best.
     Replicates finished by an earlier run (skipped now) count as finished: they are results."""
     if "reason" in df:
-        earlier = (df["status"] == "SKIPPED") & (df["reason"] == "finished")
+        earlier = (df["status"] == "SKIPPED") & df["reason"].astype(str).str.startswith("finished")
         df = df.assign(status=df["status"].mask(earlier, "FINISHED"), reason=df["reason"].mask(earlier, ""))
     configs = config_table(df, ci=ci)
     best, tie = _dataset_marks(df, configs)

@@ -261,9 +261,9 @@ def configs_display(rep: Report) -> pd.DataFrame:
             {
                 "config": r["config"] + (f" {TEST_IS_VAL}" if r.get("test_is_val") else ""),
                 "status": r["status"],
-                "test acc (mean ± 95 % CI)": test,
+                f"test {rep.metric} (mean ± 95 % CI)": test,
                 "std": r["std"],
-                "val acc (mean)": r["val_mean"],
+                f"val {rep.metric} (mean)": r["val_mean"],
                 "train time (s)": r["train_time_s"],
                 "provenance": f"{MIXED} {r['provenance']}" if r.get("provenance") else "",
             }

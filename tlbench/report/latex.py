@@ -95,7 +95,7 @@ def _pivot(rep: Report) -> str:
     t = fmt.test_table(rep)
     d = fmt.display(t, fmt.test_is_val(rep))
     text = d.text.where(d.winner.eq(""), d.text + " · " + d.winner)
-    caption = f"Test accuracy, {' × '.join(rep.rows)} by {' × '.join(rep.cols)}. " + " ".join(
+    caption = f"Test {rep.metric}, {' × '.join(rep.rows)} by {' × '.join(rep.cols)}. " + " ".join(
         fmt.pivot_notes(t, rep)
     )
     return _table(tabular(text, best=d.best, tie=d.tie), caption)

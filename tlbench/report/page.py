@@ -79,10 +79,10 @@ def _pivot(rep: Report, val: bool = False) -> list[str]:
     t = fmt.test_table(rep, val)
     d = fmt.display(t, fmt.test_is_val(rep))
     if val:
-        head = "<h2>Best validation accuracy</h2>"
+        head = f"<h2>Best validation {html.escape(rep.metric)}</h2>"
     else:
         axes = f"{' × '.join(rep.rows)} by {' × '.join(rep.cols)}"
-        head = f"<h2>Test accuracy ({html.escape(axes)}; best per row highlighted)</h2>"
+        head = f"<h2>Test {html.escape(rep.metric)} ({html.escape(axes)}; best per row highlighted)</h2>"
     parts = [head, _scroll(_html_table(d.text, best=d.best, tie=d.tie, small=d.winner))]
     if not val:
         parts.append(_notes(fmt.pivot_notes(t, rep)))
@@ -97,7 +97,7 @@ def _statistics(rep: Report) -> list[str]:
     parts = []
     if not rep.compare.empty:
         parts += [
-            f"<h2>Pairwise comparison of {axis} (test accuracy)</h2>",
+            f"<h2>Pairwise comparison of {axis} (test {html.escape(rep.metric)})</h2>",
             _notes([fmt.compare_note(rep.compare_axis)]),
         ]
         parts.append(_html_table(fmt.compare_display(rep.compare), index=False))

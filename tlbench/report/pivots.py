@@ -23,7 +23,7 @@ from tlbench.report.configs import replicate_frame
 from tlbench.report.tables import AXES, ReportError, check_axes, order
 
 AGGS = ("mean", "best")
-SELECT_ON = "best_val_acc"  # what --agg best chooses by: validation, never test
+SELECT_ON = "val"  # what --agg best chooses by: the validation score (replicate_frame), never test
 STATS = ["n", "mean", "std", "ci_low", "ci_high"]
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import pandas as pd
 
+from tlbench.report.configs import validation_column
+
 GROUP = ["dataset", "backbone", "strategy"]
 RACE_NOTE = (
     "Cells raced rung by rung (tlbench run --race): a configuration whose upper 95 % bound of "
@@ -59,7 +61,7 @@ def _winner(g: pd.DataFrame) -> str:
     if done.empty:
         return ""
     key = done["config"] if "config" in done else done["cell"]
-    means = pd.to_numeric(done["best_val_acc"], errors="coerce").groupby(key).mean()
+    means = pd.to_numeric(done[validation_column(done)], errors="coerce").groupby(key).mean()
     return str(means.idxmax()) if means.notna().any() else ""
 
 

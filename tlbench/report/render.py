@@ -65,9 +65,11 @@ def _pivot_section(rep: Report, val: bool = False) -> list[str]:
     d = fmt.display(t, fmt.test_is_val(rep))
     text = d.text.where(d.winner.eq(""), d.text + " · " + d.winner)
     if val:
-        parts = ["## Best validation accuracy"]
+        parts = [f"## Best validation {rep.metric}"]
     else:
-        parts = [f"## Test accuracy ({' × '.join(rep.rows)} by {' × '.join(rep.cols)}; best per row in bold)"]
+        parts = [
+            f"## Test {rep.metric} ({' × '.join(rep.rows)} by {' × '.join(rep.cols)}; best per row in bold)"
+        ]
     parts.append(_markdown_table(text, best=d.best, tie=d.tie))
     if not val:
         notes = fmt.pivot_notes(t, rep)
@@ -83,7 +85,7 @@ def _statistics_sections(rep: Report) -> list[str]:
     parts = []
     if not rep.compare.empty:
         parts += [
-            f"## Pairwise comparison of {rep.compare_axis} (test accuracy)",
+            f"## Pairwise comparison of {rep.compare_axis} (test {rep.metric})",
             fmt.compare_note(rep.compare_axis),
         ]
         parts.append(_markdown_table(fmt.compare_display(rep.compare), index=False))
@@ -129,7 +131,7 @@ def to_markdown(rep: Report) -> str:
             "## Configurations (replicates summarised)",
             _markdown_table(fmt.configs_display(rep), index=False),
         ]
-    parts += ["## Effect of each axis (test accuracy over the cells with that value)"]
+    parts += [f"## Effect of each axis (test {rep.metric} over the cells with that value)"]
     parts += [_markdown_table(rep.effects, index=False)]
     parts += _epoch_sections(rep)
     parts += ["## Cells", _markdown_table(rep.summary, index=False)]

@@ -22,9 +22,15 @@ if TYPE_CHECKING:
     from tlbench.stats import RankResult
 
 AXES = ["dataset", "backbone", "strategy", "optimizer", "augmentation"]
+# what each cell is ranked by: ``collect`` puts the cell's ``metric`` (acc, or the grid's
+# ``metric:``) of test and of its selected epoch here, so every table ranks by it
+SCORE, VAL_SCORE = "test_score", "val_score"
+METRIC_NAMES = {"acc": "accuracy", "mean_per_class_acc": "mean per-class accuracy"}
 HEADLINE_METRICS = [
     "test_acc",
     "best_val_acc",
+    "test_mean_per_class_acc",
+    "best_val_mean_per_class_acc",
     "test_top5",
     "best_epoch",
     "train_time_s",
@@ -38,6 +44,7 @@ CELL_SUMMARY_COLUMNS = [
     "status",
     "test_acc",
     "best_val_acc",
+    "test_mean_per_class_acc",
     "test_top5",
     "epochs",
     "best_epoch",
@@ -83,10 +90,27 @@ class Report:
     # racing (#18): compute spent and saved per group, and the cells raced out
     race: pd.DataFrame = field(default_factory=pd.DataFrame)
     raced_out: pd.DataFrame = field(default_factory=pd.DataFrame)
+    metric: str = "accuracy"  # what the tables rank by, in words (``metric_label``)
 
     def status_counts(self) -> dict[str, int]:
         """How many cells are in each state, for the report's first line."""
         return self.cells["status"].value_counts().to_dict()
+
+
+def metric_label(df: pd.DataFrame) -> str:
+    """What the report's scores are, in words: ``accuracy``, ``mean per-class accuracy``, or for
+    a grid whose datasets differ, the default and the datasets that use the other."""
+    if "metric" not in df.columns or df.empty:
+        return METRIC_NAMES["acc"]
+    used = list(dict.fromkeys(df["metric"]))
+    if len(used) == 1:
+        return METRIC_NAMES.get(used[0], used[0])
+    others = [m for m in used if m != "acc"]
+    by = ", ".join(
+        f"{METRIC_NAMES.get(m, m)} on {', '.join(dict.fromkeys(df.loc[df['metric'] == m, 'dataset']))}"
+        for m in others
+    )
+    return f"accuracy; {by}"
 
 
 def param_count(n: float) -> str:
@@ -162,29 +186,79 @@ def tuned_vs_untuned(tuned: pd.DataFrame, df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame.from_records(records)
 
 
-def reported_vs_tlbench(df: pd.DataFrame) -> pd.DataFrame:
-    """For cells with a published number (e.g. the seed reports): reported, tlbench, difference."""
+REPORTED = {  # a ``reported:`` key -> the run metric it is set beside
+    "test_acc": "test_acc",
+    "mean_per_class_acc": "test_mean_per_class_acc",
+    "best_val_acc": "best_val_acc",
+}
+REPORTED_COLUMNS = [
+    "configuration",
+    "metric",
+    "reported",
+    "tlbench",
+    "ci_low",
+    "ci_high",
+    "n",
+    "difference",
+    "check",
+    "source",
+    "protocol",
+    "runs",
+]
+
+
+def reported_vs_tlbench(df: pd.DataFrame, ci: str = "t") -> pd.DataFrame:
+    """Each published number beside tlbench's for the same configuration: the mean over its
+    finished seeds with the 95 % interval, the difference, and whether the published number lies
+    inside the interval (``inside`` / ``OUTSIDE``; ``n/a (one seed)`` without one)."""
+    from tlbench.stats import summarize
+
+    frame = df if "config" in df.columns else df.assign(config=df["cell"])
     records = []
-    for _, row in df.iterrows():
-        for metric in ("test_acc", "best_val_acc"):
-            rep = row.get(f"reported_{metric}")
-            if rep is None or pd.isna(rep):
+    for config, rows in frame.groupby("config", sort=False):
+        first = rows.iloc[0]
+        done = rows[rows["status"] == "FINISHED"]
+        for key, column in REPORTED.items():
+            published = first.get(f"reported_{key}")
+            if published is None or pd.isna(published):
                 continue
-            got = row.get(metric)
+            values = (
+                pd.to_numeric(done[column], errors="coerce").dropna()
+                if column in done
+                else pd.Series(dtype=float)
+            )
+            s = summarize(values.to_numpy(), ci=ci) if len(values) else None
+            mean = s.mean if s is not None else None
             records.append(
                 {
-                    "cell": row["cell"],
-                    "source": row.get("reported_source") or "",
-                    "metric": metric,
-                    "reported": rep,
-                    "tlbench": got,
-                    "difference": (got - rep) if got is not None and not pd.isna(got) else None,
-                    "status": row["status"],
+                    "configuration": config,
+                    "metric": column,
+                    "reported": float(published),
+                    "tlbench": mean,
+                    "ci_low": s.ci_low if s is not None and s.n > 1 else None,
+                    "ci_high": s.ci_high if s is not None and s.n > 1 else None,
+                    "n": len(values),
+                    "difference": mean - float(published) if mean is not None else None,
+                    "check": _reported_check(float(published), s),
+                    "source": first.get("reported_source") or "",
+                    "protocol": first.get("reported_protocol") or "",
+                    "runs": _states(rows["status"]),
                 }
             )
-    return pd.DataFrame.from_records(
-        records, columns=["cell", "source", "metric", "reported", "tlbench", "difference", "status"]
-    )
+    return pd.DataFrame.from_records(records, columns=REPORTED_COLUMNS)
+
+
+def _reported_check(published: float, s: Any) -> str:
+    if s is None:
+        return "no finished run"
+    if s.n < 2:
+        return "n/a (one seed)"
+    return "inside" if s.ci_low <= published <= s.ci_high else "OUTSIDE"
+
+
+def _states(status: pd.Series) -> str:
+    counts = status.value_counts()
+    return ", ".join(f"{k} {v}" for k, v in counts.items())
 
 
 def check_axes(df: pd.DataFrame, axes: list[str]) -> None:
