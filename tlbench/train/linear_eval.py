@@ -91,7 +91,6 @@ def _what_the_run_records(
 
 
 def _the_pass(
-    cell: Cell,
     s: Setup,
     num_classes: int,
     feats: dict[str, torch.Tensor],
