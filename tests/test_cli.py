@@ -446,7 +446,7 @@ datasets: [{name: digits, train: {subset: 0.25}}]
 backbones: [{name: test_resnet, weights: none}]
 strategies:
   - linear_probe
-  - {name: linear_probe, label: lbfgs, params: {solver: lbfgs, l2: [1.0e-4, 1.0e-2, 1.0, 100.0]}}
+  - {name: linear_probe, label: lbfgs, params: {solver: lbfgs, l2: [1.0e-4, 1.0e-2, 1.0, 100.0], max_iter: 10}}
 optimizers: [sgd, adam]
 augmentations: [none]
 """
@@ -477,6 +477,9 @@ def test_an_lbfgs_probe_runs_once_as_one_rung_and_records_its_sweep(write_grid, 
         curve = sorted(client.get_metric_history(run.info.run_id, "probe.val_acc"), key=lambda x: x.step)
         assert [x.step for x in curve] == [0, 1, 2, 3] and m["best_val_acc"] == max(x.value for x in curve)
         assert len(client.get_metric_history(run.info.run_id, "probe.grad_norm")) == 4
+        # 10 iterations cannot reach the weakest λ's optimum: said in the run, with the numbers
+        assert "did not converge at l2 = 0.0001" in run.data.tags[tags.WARNINGS]
+        assert m["probe.not_converged"] >= 1
     sgd = [
         r
         for r in runs

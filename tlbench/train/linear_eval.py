@@ -61,7 +61,8 @@ def _warnings(sweep: logreg.Sweep, probe: LinearProbeParams) -> list[str]:
         which = " (the refit)" if sol is sweep.refit else " (the chosen l2)" if sol.l2 == chosen else ""
         out.append(
             f"L-BFGS did not converge at l2 = {sol.l2:.3g}{which}: max_iter {probe.max_iter} reached "
-            f"with max |gradient| {sol.grad_norm:.3g}, above tol {probe.tol:g} x its value at W = 0"
+            f"with max |gradient| {sol.grad_norm:.3g} > {sol.threshold:.3g} (tol {probe.tol:g} x its "
+            "value at W = 0); raise max_iter, or leave that l2 out if it is never chosen"
         )
     return out
 

@@ -52,6 +52,7 @@ class Solution:
     bias: torch.Tensor  # classes
     iterations: int
     grad_norm: float  # max |gradient| of the objective at the returned weights
+    threshold: float  # the gradient test's bound: tol × max |gradient at W = 0|
     stop: str  # gradient (the test met) | stalled (no decrease left in float64) | max_iter
     loss: float  # the objective at the returned weights
 
@@ -208,10 +209,11 @@ def solve(
         if iterations >= max_iter:
             stop = "max_iter"
             break
+        chunk = opt.param_groups[0]["max_iter"] = min(CHECK_EVERY, max_iter - iterations)
         with torch.enable_grad():
             opt.step(closure)
         done = int(opt.state[u].get("n_iter", 0))
-        stalled = done - iterations < CHECK_EVERY  # a step ends early only when it cannot move
+        stalled = done - iterations < chunk  # a step ends early only when it cannot move
         iterations, (loss, grad) = done, p.evaluate(u @ m, beta * s_b, l2)
         if stalled and grad > threshold:
             stop = "stalled"
@@ -223,6 +225,7 @@ def solve(
         bias=(beta * s_b).detach() - weight @ p.mean,  # back to the features as they are
         iterations=iterations,
         grad_norm=grad,
+        threshold=threshold,
         stop=stop,
         loss=loss,
     )
