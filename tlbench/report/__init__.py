@@ -19,7 +19,7 @@ import pandas as pd
 
 from tlbench.report.collect import cells_frame, epoch_history, log_to_mlflow, tuned_runs
 from tlbench.report.comparisons import check_compare_axis, compare_table, rank_result
-from tlbench.report.configs import config_table
+from tlbench.report.configs import config_table, reported_vs_tlbench
 from tlbench.report.pivots import AGGS, PivotTable, pivot_table
 from tlbench.report.plots import figures
 from tlbench.report.racing import dropped_table, race_table
@@ -47,7 +47,6 @@ from tlbench.report.tables import (
     metric_label,
     pareto_front,
     pivot,
-    reported_vs_tlbench,
     summary_frame,
     tuned_vs_untuned,
 )

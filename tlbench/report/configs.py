@@ -8,6 +8,8 @@ the seeds alone make. Pure pandas plus ``tlbench.stats`` (imported where used, s
 
 from __future__ import annotations
 
+from typing import Any
+
 import pandas as pd
 
 from tlbench.report.tables import AXES, SCORE, VAL_SCORE
@@ -108,3 +110,73 @@ def _means(done: pd.DataFrame, column: str) -> pd.Series:
     if column not in done.columns:
         return pd.Series(dtype=float)
     return pd.to_numeric(done[column], errors="coerce").groupby(done["config"]).mean()
+
+
+REPORTED = {  # a ``reported:`` key -> the run metric it is set beside
+    "test_acc": "test_acc",
+    "mean_per_class_acc": "test_mean_per_class_acc",
+    "best_val_acc": "best_val_acc",
+}
+REPORTED_COLUMNS = [
+    "configuration",
+    "metric",
+    "reported",
+    "tlbench",
+    "ci_low",
+    "ci_high",
+    "n",
+    "difference",
+    "check",
+    "source",
+    "protocol",
+    "runs",
+]
+
+
+def reported_vs_tlbench(df: pd.DataFrame, ci: str = "t") -> pd.DataFrame:
+    """Each published number beside tlbench's for the same configuration: the mean over its
+    finished seeds with the 95 % interval, the difference, and whether the published number lies
+    inside the interval (``inside`` / ``OUTSIDE``; ``n/a (one seed)`` without one)."""
+    from tlbench.stats import summarize
+
+    frame = df if "config" in df.columns else df.assign(config=df["cell"])
+    records = []
+    for config, rows in frame.groupby("config", sort=False):
+        first = rows.iloc[0]
+        done = rows[rows["status"] == "FINISHED"]
+        for key, column in REPORTED.items():
+            published = first.get(f"reported_{key}")
+            if published is None or pd.isna(published):
+                continue
+            values = (
+                pd.to_numeric(done[column], errors="coerce").dropna()
+                if column in done
+                else pd.Series(dtype=float)
+            )
+            s = summarize(values.to_numpy(), ci=ci) if len(values) else None
+            mean = s.mean if s is not None else None
+            records.append(
+                {
+                    "configuration": config,
+                    "metric": column,
+                    "reported": float(published),
+                    "tlbench": mean,
+                    "ci_low": s.ci_low if s is not None and s.n > 1 else None,
+                    "ci_high": s.ci_high if s is not None and s.n > 1 else None,
+                    "n": len(values),
+                    "difference": mean - float(published) if mean is not None else None,
+                    "check": _reported_check(float(published), s),
+                    "source": first.get("reported_source") or "",
+                    "protocol": first.get("reported_protocol") or "",
+                    "runs": status_text(rows["status"].value_counts()),
+                }
+            )
+    return pd.DataFrame.from_records(records, columns=REPORTED_COLUMNS)
+
+
+def _reported_check(published: float, s: Any) -> str:
+    if s is None:
+        return "no finished run"
+    if s.n < 2:
+        return "n/a (one seed)"
+    return "inside" if s.ci_low <= published <= s.ci_high else "OUTSIDE"

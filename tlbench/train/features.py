@@ -172,6 +172,15 @@ class StoredFeatures:
         self.locks.clear()
 
 
+def split_features(cell: Cell, s: Setup, split: str, *, from_store: bool = True) -> torch.Tensor:
+    """A split's pre-logits features as float32 on the device: from the cell's store entry when
+    it has one (and ``from_store``: the store holds the first phase's backbone), else extracted now."""
+    if from_store and s.stored is not None:
+        return s.stored.split(split, s, cell.train.eval_batch_size)
+    kw = dict(batch_size=cell.train.eval_batch_size, autocast=s.autocast, channels_last=s.channels_last)
+    return extract_features(s.model, getattr(s, split), s.eval_tf, **kw)
+
+
 def open_store(cell: Cell, s: Setup, data: DatasetSplits, *, enabled: bool) -> StoredFeatures | None:
     """The store for a cell whose first phase trains on cached features; None when off or unused.
     Test features are asked for only when every phase is cached (the backbone never changes)."""

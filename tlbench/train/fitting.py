@@ -20,8 +20,8 @@ from tlbench.grid import Cell
 from tlbench.models import trained_settings
 from tlbench.optim import build_optimizer, build_scheduler
 from tlbench.strategies import Phase, apply_phase, lbfgs_probe, set_train_mode
-from tlbench.train.evaluation import adapt_batchnorm, evaluate, extract_features
-from tlbench.train.features import open_store
+from tlbench.train.evaluation import adapt_batchnorm, evaluate
+from tlbench.train.features import open_store, split_features
 from tlbench.train.linear_eval import fit_probe, start_params
 from tlbench.train.loop import EpochTimer, NonFiniteWatch, Step, train_one_epoch
 from tlbench.train.result import NullReporter, Reporter, Result, RungReached
@@ -165,14 +165,10 @@ def _phase_step(cell: Cell, s: Setup, phase: Phase, cached: bool, watch: NonFini
 def _features(
     cell: Cell, s: Setup, index: int, timer: EpochTimer, state: TrainState
 ) -> dict[str, torch.Tensor]:
-    """The frozen backbone run once over train and val; that pass counts as training time."""
+    """The frozen backbone run once over train and val (the shared store serves the first
+    phase's); that pass counts as training time."""
     timer.start()
-    if s.stored is not None and index == 0:  # the shared store serves the first phase's features
-        out = {split: s.stored.split(split, s, cell.train.eval_batch_size) for split in ("train", "val")}
-        state.train_time += timer.stop()
-        return out
-    kw = dict(batch_size=cell.train.eval_batch_size, autocast=s.autocast, channels_last=s.channels_last)
-    out = {split: extract_features(s.model, getattr(s, split), s.eval_tf, **kw) for split in ("train", "val")}
+    out = {split: split_features(cell, s, split, from_store=index == 0) for split in ("train", "val")}
     state.train_time += timer.stop()
     return out
 

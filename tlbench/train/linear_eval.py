@@ -24,7 +24,8 @@ from tlbench.data import DatasetSplits
 from tlbench.grid import Cell
 from tlbench.strategies import LinearProbeParams
 from tlbench.train import logreg
-from tlbench.train.evaluation import evaluate, extract_features
+from tlbench.train.evaluation import evaluate
+from tlbench.train.features import split_features
 from tlbench.train.loop import EpochTimer
 from tlbench.train.result import Reporter, Result
 from tlbench.train.setup import Setup
@@ -43,13 +44,6 @@ def start_params(probe: LinearProbeParams) -> dict[str, Any]:
         "probe.precision": str(logreg.DTYPE).removeprefix("torch."),
         "probe.path": "warm-started from the strongest l2 to the weakest",
     }
-
-
-def _features(cell: Cell, s: Setup, split: str) -> torch.Tensor:
-    if s.stored is not None:
-        return s.stored.split(split, s, cell.train.eval_batch_size)
-    kw = dict(batch_size=cell.train.eval_batch_size, autocast=s.autocast, channels_last=s.channels_last)
-    return extract_features(s.model, getattr(s, split), s.eval_tf, **kw)
 
 
 def _warnings(sweep: logreg.Sweep, probe: LinearProbeParams) -> list[str]:
@@ -125,7 +119,7 @@ def fit_probe(
     """The sweep, the head it chose written into the model, test once: the cell's ``Result``."""
     timer = EpochTimer(s.device)
     timer.start()
-    feats = {split: _features(cell, s, split) for split in ("train", "val", "test")}
+    feats = {split: split_features(cell, s, split) for split in ("train", "val", "test")}
     extracted = timer.stop()
     timer.start()
     sweep = logreg.sweep(
