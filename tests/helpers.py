@@ -198,3 +198,17 @@ def process_cmdlines() -> list[str]:
         except OSError:
             continue
     return out
+
+
+class Recorder:
+    """A ``Reporter`` that keeps what ``fit`` told it: the start info and every epoch's metrics."""
+
+    def __init__(self):
+        self.started: dict = {}
+        self.epochs: list[tuple[int, dict]] = []
+
+    def on_start(self, info):
+        self.started = info
+
+    def on_epoch(self, epoch, metrics):
+        self.epochs.append((epoch, metrics))

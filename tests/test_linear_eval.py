@@ -5,23 +5,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from helpers import SYNTH, make_cell
+from helpers import SYNTH, Recorder, make_cell
 
 from tlbench.data import load_dataset
 from tlbench.train import evaluate, fit
 from tlbench.train.logreg import DEFAULT_GRID
-
-
-class Recorder:
-    def __init__(self):
-        self.started: dict = {}
-        self.epochs: list[tuple[int, dict]] = []
-
-    def on_start(self, info):
-        self.started = info
-
-    def on_epoch(self, epoch, metrics):
-        self.epochs.append((epoch, metrics))
 
 
 def _lbfgs(metric: str = "acc", **params):

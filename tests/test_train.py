@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from helpers import SYNTH, make_cell
+from helpers import SYNTH, Recorder, make_cell
 
 from tlbench.data import load_dataset
 from tlbench.train import NonFiniteLossError, fit
@@ -17,18 +17,6 @@ def _cell(strategy="scratch", optimizer="sgd", **train):
 @pytest.fixture(scope="module")
 def data():
     return load_dataset("synthetic", params=SYNTH, seed=0)
-
-
-class Recorder:
-    def __init__(self):
-        self.started: dict = {}
-        self.epochs: list[tuple[int, dict]] = []
-
-    def on_start(self, info):
-        self.started = info
-
-    def on_epoch(self, epoch, metrics):
-        self.epochs.append((epoch, metrics))
 
 
 def test_fit_learns_above_chance_and_reports(data):

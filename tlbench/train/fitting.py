@@ -24,7 +24,7 @@ from tlbench.train.evaluation import adapt_batchnorm, evaluate
 from tlbench.train.features import open_store, split_features
 from tlbench.train.linear_eval import fit_probe, start_params
 from tlbench.train.loop import EpochTimer, NonFiniteWatch, Step, train_one_epoch
-from tlbench.train.result import NullReporter, Reporter, Result, RungReached
+from tlbench.train.result import NullReporter, Reporter, Result, RungReached, finished
 from tlbench.train.setup import Setup, prepare
 from tlbench.train.state import TrainState, rng_states, set_rng_states
 
@@ -253,30 +253,4 @@ def _result(cell: Cell, s: Setup, data: DatasetSplits, state: TrainState, total:
         test = evaluate(s.model.get_classifier(), s.test, features=feats, **s.eval_kw(cell, data.num_classes))  # type: ignore[operator]
     else:
         test = evaluate(s.model, s.test, s.eval_tf, **s.eval_kw(cell, data.num_classes))
-    info: dict[str, Any] = {
-        "input_size": s.size,
-        "mean": s.mean,
-        "std": s.std,
-        "phases": [p.name for p in s.phases],
-        "feature_cache": s.cached,
-    }
-    if s.device.type == "cuda":
-        info["peak_mem_mb"] = torch.cuda.max_memory_allocated(s.device) / 2**20
-    return Result(
-        history=state.history,
-        best_epoch=state.best_epoch,
-        best_val_acc=state.history[state.best_epoch]["val_acc"],
-        test_loss=test["loss"],
-        test_acc=test["acc"],
-        test_top5=test["top5"],
-        confusion=test["confusion"],
-        classes=list(data.classes),
-        train_time_s=state.train_time,
-        images_per_s=state.images_seen / max(state.train_time, 1e-9),
-        params_trainable=state.max_trainable,
-        params_total=total,
-        device=str(s.device),
-        best_state=state.best_state,
-        info=info,
-        device_s=state.tick(),
-    )
+    return finished(state, test, classes=list(data.classes), total=total, device=str(s.device), info=s.info())

@@ -27,7 +27,7 @@ from tlbench.train import logreg
 from tlbench.train.evaluation import evaluate
 from tlbench.train.features import split_features
 from tlbench.train.loop import EpochTimer
-from tlbench.train.result import Reporter, Result
+from tlbench.train.result import Reporter, Result, finished
 from tlbench.train.setup import Setup
 from tlbench.train.state import TrainState
 
@@ -146,25 +146,12 @@ def fit_probe(
     notes = _warnings(sweep, probe)
     for note in notes:
         warnings.warn(f"{cell.name}: {note}", stacklevel=2)
-    info: dict[str, Any] = {"input_size": s.size, "mean": s.mean, "std": s.std, "phases": ["linear_probe"]}
-    if s.device.type == "cuda":
-        info["peak_mem_mb"] = torch.cuda.max_memory_allocated(s.device) / 2**20
-    return Result(
-        history=state.history,
-        best_epoch=state.best_epoch,
-        best_val_acc=metrics["val_acc"],
-        test_loss=test["loss"],
-        test_acc=test["acc"],
-        test_top5=test["top5"],
-        confusion=test["confusion"],
+    return finished(
+        state,
+        test,
         classes=list(data.classes),
-        train_time_s=state.train_time,
-        images_per_s=state.images_seen / max(state.train_time, 1e-9),
-        params_trainable=state.max_trainable,
-        params_total=total,
+        total=total,
         device=str(s.device),
-        best_state=state.best_state or {},
-        info={**info, "feature_cache": s.cached},
-        device_s=state.tick(),
+        info=s.info(),
         **_what_the_run_records(sweep, len(s.train), notes, solved),
     )

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from tlbench.train.metrics import mean_per_class_acc, per_class_acc
+from tlbench.train.state import TrainState
 
 
 class NonFiniteLossError(RuntimeError):
@@ -132,3 +133,38 @@ class Result:
             "device_s": self.device_s,
             **self.metrics,
         }
+
+
+def finished(
+    state: TrainState,
+    test: dict[str, Any],
+    *,
+    classes: list[str],
+    total: int,
+    device: str,
+    info: dict[str, Any],
+    **extra: Any,
+) -> Result:
+    """A cell's ``Result`` from where its training ended (``state``: the history, the selected
+    epoch and its weights) and its one test evaluation; ``extra``: params, curves, metrics,
+    warnings of its own (an L-BFGS probe's)."""
+    assert state.best_state is not None
+    return Result(
+        history=state.history,
+        best_epoch=state.best_epoch,
+        best_val_acc=state.history[state.best_epoch]["val_acc"],
+        test_loss=test["loss"],
+        test_acc=test["acc"],
+        test_top5=test["top5"],
+        confusion=test["confusion"],
+        classes=classes,
+        train_time_s=state.train_time,
+        images_per_s=state.images_seen / max(state.train_time, 1e-9),
+        params_trainable=state.max_trainable,
+        params_total=total,
+        device=device,
+        best_state=state.best_state,
+        info=info,
+        device_s=state.tick(),
+        **extra,
+    )

@@ -70,6 +70,19 @@ class Setup:
     steps_per_epoch: int
     stored: Any = None  # train.features.StoredFeatures: the shared feature store, when used
 
+    def info(self) -> dict[str, Any]:
+        """What a cell's ``Result`` records of its setup (and its peak memory on CUDA)."""
+        out: dict[str, Any] = {
+            "input_size": self.size,
+            "mean": self.mean,
+            "std": self.std,
+            "phases": [p.name for p in self.phases],
+            "feature_cache": self.cached,
+        }
+        if self.device.type == "cuda":
+            out["peak_mem_mb"] = torch.cuda.max_memory_allocated(self.device) / 2**20
+        return out
+
     def eval_kw(self, cell: Cell, num_classes: int) -> dict[str, Any]:
         return dict(
             batch_size=cell.train.eval_batch_size,
