@@ -27,7 +27,7 @@ def make_cell(
 ):
     """One cell of a one-cell grid: tiny defaults (synthetic 4 classes at 16 px, 2 epochs),
     any axis entry or train setting overridden by keyword."""
-    from tlbench.grid import expand
+    from tlbench.cells import expand
     from tlbench.spec import parse_grid
 
     raw = {

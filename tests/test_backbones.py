@@ -5,10 +5,10 @@ from __future__ import annotations
 import timm
 import torch
 
-import tlbench.models  # noqa: F401  (registers tlbench.backbones)
-from tlbench.models import build_model
+import tlbench.models.build  # noqa: F401  (registers tlbench.backbones)
+from tlbench.catalog.strategies import apply_phase, head_parameter_names, phases_for
+from tlbench.models.build import build_model
 from tlbench.spec import HeadConfig, TrainConfig, WeightsSpec
-from tlbench.strategies import apply_phase, head_parameter_names, phases_for
 
 
 def test_seed_cnn_is_a_timm_model():

@@ -7,7 +7,7 @@ import pickle
 import pytest
 import torch
 
-from tlbench.checkpoint import Checkpointer, checkpoint_root
+from tlbench.train.checkpoint import Checkpointer, checkpoint_root
 
 
 def _state(epoch: int) -> dict:

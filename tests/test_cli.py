@@ -307,7 +307,7 @@ def test_a_sigkilled_run_resumes_from_its_checkpoint_into_the_same_run(
 
 
 def test_a_live_run_is_not_reaped(store):
-    from tlbench.grid import expand
+    from tlbench.cells import expand
     from tlbench.spec import parse_grid
     from tlbench.tracking import Tracker
 
@@ -418,7 +418,7 @@ def test_the_transfer_grids_validate_offline_with_entries_to_download(grid, tmp_
 
 def test_cells_left_to_a_live_process_are_named_and_exit_3_only_on_request(write_grid, store):
     """Nothing trains: the one cell is claimed by this (live) test process, as another worker would."""
-    from tlbench.grid import expand
+    from tlbench.cells import expand
     from tlbench.spec import load_grid
     from tlbench.tracking import Tracker
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from click.testing import CliRunner
 
+from tlbench.cells import expand
 from tlbench.cli import main
-from tlbench.estimate import cell_flops, forward_flops
-from tlbench.grid import expand
+from tlbench.preflight.estimate import cell_flops, forward_flops
 from tlbench.spec import parse_grid
 
 
@@ -44,7 +44,7 @@ def test_ls_prints_the_total(write_grid):
 
 
 def test_torchvision_sets_and_sizes_are_estimated():
-    from tlbench.estimate import train_images
+    from tlbench.preflight.estimate import train_images
 
     raw = {
         "train": {"epochs": 1},

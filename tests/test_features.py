@@ -118,7 +118,7 @@ def test_subsets_and_seeds_share_one_extraction_and_get_their_own_rows(root, dat
 
 
 def test_anything_that_changes_the_features_changes_the_key(root, data, tmp_path):
-    from tlbench.models import build_model, save_weights
+    from tlbench.models.build import build_model, save_weights
     from tlbench.spec.schema import WeightsSpec
 
     base = _keys(_probe(), data)
@@ -200,7 +200,7 @@ def test_eviction_under_a_tiny_budget_keeps_the_most_recent(tmp_path):
 
 
 def test_tuning_trials_after_the_first_hit_the_store(root, store, tmp_path):
-    from tlbench.grid import expand
+    from tlbench.cells import expand
     from tlbench.spec import parse_grid
     from tlbench.tracking import Tracker
     from tlbench.tune import tune_cell

@@ -6,10 +6,10 @@ import pytest
 import timm
 import timm.models
 
-from tlbench import models
-from tlbench.grid import expand
-from tlbench.hub import hub_model_name, split_model_name_tag
-from tlbench.prefetch import hub_name
+from tlbench.catalog.backbones import hub_model_name, split_model_name_tag
+from tlbench.cells import expand
+from tlbench.models import build as models
+from tlbench.preflight.prefetch import hub_name
 from tlbench.spec import SpecError, WeightsSpec, parse_grid
 
 GRID = {

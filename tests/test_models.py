@@ -6,7 +6,7 @@ import pytest
 import timm
 import torch
 
-from tlbench.models import (
+from tlbench.models.build import (
     WeightsError,
     build_model,
     check_backbone_name,

@@ -9,10 +9,10 @@ import timm
 import torch
 from click.testing import CliRunner
 
+from tlbench.cells import expand
 from tlbench.cli import main
-from tlbench.grid import expand
-from tlbench.models import WeightsError, build_model, save_weights
-from tlbench.prefetch import fetch, status
+from tlbench.models.build import WeightsError, build_model, save_weights
+from tlbench.preflight.prefetch import fetch, status
 from tlbench.spec import SpecError, WeightsSpec, parse_grid
 
 GRID = {
@@ -88,7 +88,7 @@ def test_a_prepopulated_hf_cache_is_honoured_offline(tmp_path, monkeypatch):
 
 
 def test_prefetch_never_downloads_a_missing_local_folder(tmp_path):
-    from tlbench.prefetch import fetch
+    from tlbench.preflight.prefetch import fetch
 
     missing = tmp_path / "photos"
     raw = {
@@ -99,7 +99,7 @@ def test_prefetch_never_downloads_a_missing_local_folder(tmp_path):
         "optimizers": ["sgd"],
         "augmentations": ["none"],
     }
-    from tlbench.grid import expand
+    from tlbench.cells import expand
     from tlbench.spec import parse_grid
 
     (item,) = [i for i in fetch(expand(parse_grid(raw)), tmp_path) if i.kind == "dataset"]

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from helpers import REPO
 
-from tlbench.grid import expand, select
+from tlbench.cells import expand, select
 from tlbench.spec import SpecError, load_grid, parse_grid
 from tlbench.tune import study_name
 

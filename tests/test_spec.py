@@ -152,8 +152,8 @@ def test_shipped_grids_resolve_from_any_folder(tmp_path, monkeypatch):
 
 
 def test_the_starter_grid_is_valid_as_written(tmp_path):
+    from tlbench.cells import expand
     from tlbench.errors import TlbenchError
-    from tlbench.grid import expand
     from tlbench.spec.starter import write_starter
 
     path = write_starter("mine", tmp_path)

@@ -6,8 +6,7 @@ import pytest
 import timm
 import torch
 
-from tlbench.spec import TrainConfig
-from tlbench.strategies import (
+from tlbench.catalog.strategies import (
     STRATEGIES,
     apply_phase,
     head_parameter_names,
@@ -15,6 +14,7 @@ from tlbench.strategies import (
     set_train_mode,
     stage_groups,
 )
+from tlbench.spec import TrainConfig
 
 
 @pytest.fixture(params=["test_resnet", "test_convnext", "test_vit"])

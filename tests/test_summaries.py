@@ -9,7 +9,7 @@ import pytest
 from helpers import make_cell, make_result
 from scipy import stats
 
-from tlbench.grid import expand
+from tlbench.cells import expand
 from tlbench.spec import parse_grid
 from tlbench.tracking import Tracker, tags
 from tlbench.tracking.summaries import update_summaries

@@ -8,11 +8,11 @@ import yaml
 from click.testing import CliRunner
 from mlflow.tracking import MlflowClient
 
+from tlbench.cells import expand
 from tlbench.cli import main
-from tlbench.estimate import train_images
-from tlbench.grid import expand
+from tlbench.preflight.estimate import train_images
+from tlbench.preflight.throughput import cell_seconds, rates
 from tlbench.spec import parse_grid
-from tlbench.throughput import cell_seconds, rates
 from tlbench.tracking import Tracker, tags
 
 RAW = {
@@ -65,6 +65,6 @@ def test_rates_are_the_median_per_key_and_unmatched_cells_fall_back(tmp_path):
 
 
 def _store(store: str):
-    from tlbench.throughput import store_runs
+    from tlbench.preflight.throughput import store_runs
 
     return store_runs(Tracker(store))

@@ -29,7 +29,7 @@ def test_load_expand_select_import_no_torch_timm_or_mlflow():
         f"""
 import json, sys
 from tlbench.spec import load_grid
-from tlbench.grid import expand, select
+from tlbench.cells import expand, select
 spec = load_grid("benchmarks/grids/full.yaml")
 cells = expand(spec, "benchmarks/grids/full.yaml")
 chosen = select(cells, ["cifar10/*"])
@@ -48,10 +48,10 @@ def test_registries_and_catalog_import_without_torch():
     result = _fresh(
         f"""
 import json, sys
-import tlbench.data, tlbench.data.catalog, tlbench.errors, tlbench.hub, tlbench.optim, tlbench.strategies
+import tlbench.data, tlbench.catalog.datasets, tlbench.errors, tlbench.catalog.backbones, tlbench.catalog.optimizers, tlbench.catalog.strategies
 from tlbench.data import AUGMENTATIONS, DatasetNotFoundError, dataset_param_names
-from tlbench.optim import OPTIMIZERS
-from tlbench.strategies import STRATEGIES
+from tlbench.catalog.optimizers import OPTIMIZERS
+from tlbench.catalog.strategies import STRATEGIES
 assert dataset_param_names("synthetic")["classes"] == 10 and "sgd" in OPTIMIZERS and "lp_ft" in STRATEGIES
 print(json.dumps({{"heavy": [m for m in {HEAVY!r} if m in sys.modules]}}))
 """

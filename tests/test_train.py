@@ -108,7 +108,7 @@ class _StopAfter:
 def test_a_resumed_cell_ends_exactly_as_an_uninterrupted_one(data, tmp_path, strategy, stop):
     """Model, optimizer, schedule and RNG states all come back: on the CPU the continuation is
     bit-identical (lp_ft stops at its phase boundary, epoch 1, and inside the fine-tune)."""
-    from tlbench.checkpoint import Checkpointer
+    from tlbench.train.checkpoint import Checkpointer
 
     cell = _cell(strategy, epochs=4)
     full = fit(cell, data, device="cpu")

@@ -17,8 +17,8 @@ from helpers import free_port
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
+from tlbench.cells import expand
 from tlbench.cli import main
-from tlbench.grid import expand
 from tlbench.spec import SpecError, parse_grid
 from tlbench.tracking import Tracker
 from tlbench.tracking.tags import SURPLUS_ATTR

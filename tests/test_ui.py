@@ -15,7 +15,7 @@ import pytest
 from helpers import free_port
 from mlflow.entities import Metric
 
-from tlbench.grid import expand
+from tlbench.cells import expand
 from tlbench.spec import load_grid
 from tlbench.tracking import Tracker
 from tlbench.tracking.view import view_state

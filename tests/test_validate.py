@@ -7,7 +7,7 @@ from click.testing import CliRunner
 from helpers import make_cell
 
 from tlbench.cli import main
-from tlbench.validate import setting_findings
+from tlbench.preflight.validate import setting_findings
 
 LOCAL_ONLY = """
 name: local

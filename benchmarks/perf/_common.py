@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from tlbench.grid import Cell, expand
+from tlbench.cells import Cell, expand
 from tlbench.spec import parse_grid
 
 

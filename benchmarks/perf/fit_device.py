@@ -14,8 +14,8 @@ import time
 
 import torch
 
+from tlbench.cells import expand
 from tlbench.data import load_dataset
-from tlbench.grid import expand
 from tlbench.spec import parse_grid
 from tlbench.train import fit
 

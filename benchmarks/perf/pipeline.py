@@ -21,8 +21,8 @@ import torch
 import torch.nn.functional as F
 from _common import device_name, make_cell, sync
 
+from tlbench.catalog.optimizers import build_optimizer
 from tlbench.data import load_dataset
-from tlbench.optim import build_optimizer
 from tlbench.train import fit, pick_device
 
 CPU_CASES = [

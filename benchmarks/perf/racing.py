@@ -30,12 +30,12 @@ from pathlib import Path
 import pandas as pd
 from scipy import stats as sps
 
+from tlbench.cells import expand
 from tlbench.executor.options import RacePlan
 from tlbench.executor.racing import Race
-from tlbench.grid import expand
+from tlbench.preflight.throughput import rates, run_key
 from tlbench.spec import load_grid
 from tlbench.stats import ties_with_best
-from tlbench.throughput import rates, run_key
 from tlbench.tracking import Tracker, tags
 
 

@@ -24,9 +24,9 @@ from _common import device_name, make_cell, sync
 from torch.utils.data import DataLoader, Subset
 from torchvision import datasets, transforms
 
+from tlbench.catalog.optimizers import build_optimizer
 from tlbench.data import load_dataset
 from tlbench.data.datasets import FASHION_FILES, _find_fashion, data_root, read_idx
-from tlbench.optim import build_optimizer
 from tlbench.train import fit, pick_device
 
 

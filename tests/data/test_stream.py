@@ -7,9 +7,9 @@ import pytest
 import torch
 from PIL import Image
 
+from tlbench.cells import expand
 from tlbench.data import load_dataset
 from tlbench.data.stream import FileImages, image_batches, should_stream
-from tlbench.grid import expand
 from tlbench.spec import parse_grid
 from tlbench.train import fit
 

@@ -11,10 +11,10 @@ import torch
 import torchvision.datasets
 from helpers import write_dtd, write_pets
 
+from tlbench.catalog.datasets import dataset_meta, dataset_param_names
+from tlbench.catalog.torchvision import TORCHVISION_CLASSES, TORCHVISION_SETS
 from tlbench.data import DatasetNotFoundError, load_dataset
-from tlbench.data.catalog import dataset_meta, dataset_param_names
-from tlbench.data.tvcatalog import TORCHVISION_CLASSES, TORCHVISION_SETS
-from tlbench.prefetch import dataset_status
+from tlbench.preflight.prefetch import dataset_status
 from tlbench.registry import UnknownNameError
 from tlbench.spec import SpecError, parse_grid
 
@@ -106,7 +106,7 @@ def test_stanford_cars_must_be_placed_by_hand_and_says_where(tmp_path):
 
 
 def _cell(name: str):
-    from tlbench.grid import expand
+    from tlbench.cells import expand
 
     raw = {
         "datasets": [name],

@@ -22,9 +22,9 @@ from helpers import free_port
 from mlflow.entities import ViewType
 from rich.console import Console
 
+from tlbench.cells import expand
 from tlbench.executor import RunOptions, execute
 from tlbench.executor.runner import load_cell_data
-from tlbench.grid import expand
 from tlbench.spec import parse_grid
 from tlbench.tracking import Tracker, tags
 from tlbench.train import fit

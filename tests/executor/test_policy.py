@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from helpers import make_cell
 
+from tlbench.cells import expand
 from tlbench.executor import RunOptions
 from tlbench.executor.policy import OOM_PARAM, Schedule, outcome_line
 from tlbench.executor.runner import ELSEWHERE, OOM_REASON, OWN_ATTEMPT, CellOutcome
-from tlbench.grid import expand
 from tlbench.spec import parse_grid
 from tlbench.tracking import Tracker, tags
 

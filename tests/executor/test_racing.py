@@ -10,10 +10,10 @@ import io
 import pytest
 from rich.console import Console
 
+from tlbench.cells import expand
 from tlbench.executor import RunOptions, execute
 from tlbench.executor.options import RacePlan
 from tlbench.executor.racing import check_plan, rung_epochs
-from tlbench.grid import expand
 from tlbench.spec import SpecError, parse_grid
 from tlbench.tracking import Tracker, tags
 

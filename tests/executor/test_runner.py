@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from tlbench.cells import expand
 from tlbench.executor.runner import load_cell_data
-from tlbench.grid import expand
 from tlbench.spec import parse_grid
 
 

@@ -13,8 +13,8 @@ from click.testing import CliRunner
 from mlflow.tracking import MlflowClient
 
 from tlbench import report as rp
+from tlbench.cells import expand
 from tlbench.cli import main
-from tlbench.grid import expand
 from tlbench.spec import load_grid
 from tlbench.tracking import Tracker, tags
 

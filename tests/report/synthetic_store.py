@@ -150,7 +150,7 @@ def build_report(grid: Path, store: str, **options: Any) -> Any:
     """``report.build`` of a grid file from a store, as ``tlbench report`` calls it (no plots),
     cached: the tests read one store in several ways."""
     from tlbench import report as rp
-    from tlbench.grid import expand
+    from tlbench.cells import expand
     from tlbench.spec import load_grid
 
     spec = load_grid(grid)
@@ -164,7 +164,7 @@ def build_report(grid: Path, store: str, **options: Any) -> Any:
 
 def full_scale(grid: str, db: Path) -> None:
     """Every cell of a shipped grid, with a few failures, gaps and mixed environments."""
-    from tlbench.grid import expand
+    from tlbench.cells import expand
     from tlbench.spec import load_grid
 
     path = Path(__file__).resolve().parents[2] / "benchmarks" / "grids" / f"{grid}.yaml"

@@ -8,7 +8,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from tlbench import report as rp
-from tlbench.grid import expand
+from tlbench.cells import expand
 from tlbench.report import collect
 from tlbench.spec import load_grid
 from tlbench.tracking import Tracker, tags

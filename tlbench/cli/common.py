@@ -101,8 +101,8 @@ def load(
     grid: str, select: tuple[str, ...], *, check_backbones: bool = True
 ) -> tuple[Any, list[Any], list[Any]]:
     """The grid's spec, all its cells, and the selected ones (an empty selection is an error)."""
-    from tlbench.grid import expand
-    from tlbench.grid import select as select_cells
+    from tlbench.cells import expand
+    from tlbench.cells import select as select_cells
     from tlbench.spec import load_grid, resolve_grid_path
 
     path = resolve_grid_path(grid)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from tlbench.cli import common
-from tlbench.server_auth import PERMISSIONS
+from tlbench.server.auth import PERMISSIONS
 
 USER_PASSWORD_ENV = "TLBENCH_MLFLOW_USER_PASSWORD"
 

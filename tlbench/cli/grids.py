@@ -14,7 +14,7 @@ from tlbench.cli import common
 @common.clean_errors
 def grids_cmd() -> None:
     """List the grids shipped with tlbench (and this folder's benchmarks/grids/): name, cells, what."""
-    from tlbench.grid import expand
+    from tlbench.cells import expand
     from tlbench.spec import GRIDS_DIR, load_grid
     from tlbench.spec.load import shipped_grids
 

@@ -17,7 +17,7 @@ def ls_cmd(grid: str, select: tuple[str, ...], tracking_uri: str | None) -> None
     """List the cells of a grid, with what training them costs: FLOPs, and with --tracking-uri
     the time at the throughput finished runs in that store measured (per backbone, input size,
     strategy and device)."""
-    from tlbench.estimate import cell_flops, gpu_hours
+    from tlbench.preflight.estimate import cell_flops, gpu_hours
 
     spec, cells, chosen = load(grid, select, check_backbones=False)
     measured, device = _measured(tracking_uri)
@@ -78,7 +78,7 @@ def _measured(tracking_uri: str | None) -> tuple[dict, str]:
     """Seconds per training image-epoch measured by the store's finished runs, and their device."""
     if not tracking_uri:
         return {}, "cpu"
-    from tlbench.throughput import main_device, rates, store_runs
+    from tlbench.preflight.throughput import main_device, rates, store_runs
     from tlbench.tracking import Tracker
 
     runs = store_runs(Tracker(tracking_uri))
@@ -86,7 +86,7 @@ def _measured(tracking_uri: str | None) -> tuple[dict, str]:
 
 
 def _seconds(cells: list, measured: dict, device: str) -> list[float | None]:
-    from tlbench.estimate import train_images
-    from tlbench.throughput import cell_seconds
+    from tlbench.preflight.estimate import train_images
+    from tlbench.preflight.throughput import cell_seconds
 
     return [cell_seconds(c, measured, device, train_images(c)) for c in cells] if measured else []

@@ -14,7 +14,7 @@ from tlbench.cli import common
 @common.clean_errors
 def prefetch(grid: str, select: tuple[str, ...], data_dir: str | None) -> None:
     """Download every dataset and pretrained weight a grid needs (run it where there is internet)."""
-    from tlbench.prefetch import fetch
+    from tlbench.preflight.prefetch import fetch
 
     spec, _, chosen = common.load(grid, select)
     results = fetch(chosen, data_dir)

@@ -120,8 +120,8 @@ def run(
     require_complete: bool,
 ) -> None:
     """Train every (selected) cell of a grid and track it in MLflow."""
+    from tlbench.cells import with_dependencies
     from tlbench.executor import RunOptions, execute
-    from tlbench.grid import with_dependencies
     from tlbench.interrupts import sigterm_as_interrupt
     from tlbench.report import render_summary, summary_frame
     from tlbench.tracking import Tracker

@@ -12,13 +12,13 @@ from pathlib import Path
 import click
 
 from tlbench.cli.common import clean_errors, err_console, fail
-from tlbench.server_auth import DEFAULT_PERMISSION, PERMISSIONS
+from tlbench.server.auth import DEFAULT_PERMISSION, PERMISSIONS
 
 
 def _store_uri(ctx: click.Context, backend_store_uri: str | None) -> str:
     """The store's URL, from ``TLBENCH_SERVER_STORE`` or the option (without a password there)."""
     from tlbench.security import refuse_password_on_command_line
-    from tlbench.server import STORE_ENV
+    from tlbench.server.app import STORE_ENV
 
     if not backend_store_uri:
         fail(f"give the backend store: {STORE_ENV}=postgresql://USER:PASS@HOST:5432/DB in the environment")
@@ -96,8 +96,8 @@ def server(
 ) -> None:
     """Start an MLflow tracking server on a shared database, for many machines (127.0.0.1 unless
     --host; off loopback with authentication: TLBENCH_MLFLOW_ADMIN_PASSWORD or ..._FILE)."""
-    from tlbench.server import child_env, describe, server_command
-    from tlbench.server_auth import auth_setup, ensure_admin, server_env, write_config
+    from tlbench.server.app import child_env, describe, server_command
+    from tlbench.server.auth import auth_setup, ensure_admin, server_env, write_config
 
     uri = _store_uri(ctx, backend_store_uri)
     with_auth = _auth_wanted(host, auth, insecure_no_auth)

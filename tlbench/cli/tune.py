@@ -87,14 +87,14 @@ def tune(
     Several processes or machines given the same --storage share each study: together they run
     exactly N trials. An interrupted study continues where it stopped.
     """
+    from tlbench.cells import with_dependencies
     from tlbench.dburl import redact
     from tlbench.executor import RunOptions
-    from tlbench.grid import with_dependencies
     from tlbench.interrupts import sigterm_as_interrupt
     from tlbench.tracking import Tracker
     from tlbench.tracking.access import check_access
     from tlbench.tune import open_storage, resolve_storage_url, start_helpers, stop_helpers, tune_grid
-    from tlbench.tune.grid import one_per_configuration, say_untunable, split_untunable
+    from tlbench.tune.driver import one_per_configuration, say_untunable, split_untunable
     from tlbench.tune.storage import STORAGE_ENV
 
     spec, cells, chosen = common.load(grid, select)

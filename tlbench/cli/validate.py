@@ -17,8 +17,8 @@ from tlbench.cli import common
 @common.clean_errors
 def validate(grid: str, select: tuple[str, ...], data_dir: str | None, build: bool) -> None:
     """Check that every entry of a grid resolves, without training."""
-    from tlbench.prefetch import status
-    from tlbench.validate import validate_cells
+    from tlbench.preflight.prefetch import status
+    from tlbench.preflight.validate import validate_cells
 
     spec, cells, chosen = common.load(grid, select)
     common.print_inputs(status(chosen, data_dir), f"grid {spec.name}: inputs (local, or to be downloaded)")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from tlbench.data.catalog import AUGMENTATIONS, CATALOG, DatasetNotFoundError, dataset_param_names
+from tlbench.catalog.datasets import AUGMENTATIONS, CATALOG, DatasetNotFoundError, dataset_param_names
 
 if TYPE_CHECKING:
     from tlbench.data.augment import make_augment

@@ -14,8 +14,8 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from tlbench.data.catalog import AUGMENTATIONS
-from tlbench.data.catalog import (
+from tlbench.catalog.datasets import AUGMENTATIONS
+from tlbench.catalog.datasets import (
     AugmentationInfo as AugmentationInfo,  # re-exported: the registry is torch-free
 )
 

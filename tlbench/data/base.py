@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from tlbench.data.catalog import DatasetNotFoundError as DatasetNotFoundError  # re-exported
+from tlbench.catalog.datasets import DatasetNotFoundError as DatasetNotFoundError  # re-exported
 
 
 def decode_image(path: Path, size: int) -> np.ndarray:

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from tlbench.catalog.datasets import DatasetNotFoundError, RawSplits
 from tlbench.data.cache import file_fingerprint
-from tlbench.data.catalog import DatasetNotFoundError, RawSplits
 
 CIFAR = {
     "cifar10": {

@@ -21,17 +21,17 @@ from typing import Any
 import numpy as np
 import torch
 
+from tlbench.catalog.datasets import CATALOG, RawSplits, dataset_meta
+from tlbench.catalog.datasets import DatasetNotFoundError as DatasetNotFoundError  # re-exported
+from tlbench.catalog.datasets import dataset_param_names as dataset_param_names  # re-exported
+from tlbench.catalog.torchvision import TORCHVISION_SETS, tv_set
 from tlbench.data import cifar, digits, fashion, folders, synthetic, tvsets
 from tlbench.data.base import DatasetSplits, FileImages, SourceRows, TensorSplit
 from tlbench.data.cache import cache_path, read_cache, write_cache
-from tlbench.data.catalog import CATALOG, RawSplits, dataset_meta
-from tlbench.data.catalog import DatasetNotFoundError as DatasetNotFoundError  # re-exported
-from tlbench.data.catalog import dataset_param_names as dataset_param_names  # re-exported
 from tlbench.data.fashion import FASHION_FILES as FASHION_FILES  # re-exported (benchmarks/perf)
 from tlbench.data.fashion import _find_fashion as _find_fashion  # re-exported (benchmarks/perf)
 from tlbench.data.fashion import read_idx as read_idx  # re-exported
 from tlbench.data.sizes import draw
-from tlbench.data.tvcatalog import TORCHVISION_SETS, tv_set
 from tlbench.registry import Registry
 
 DEFAULT_DATA_DIR = Path("~/.cache/tlbench/data")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tlbench.data.catalog import RawSplits
+from tlbench.catalog.datasets import RawSplits
 from tlbench.data.splits import stratified_split
 
 DIGITS_TEST_SEED = 0  # the digits test split is fixed, whatever the grid's seed

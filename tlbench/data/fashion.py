@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from tlbench.catalog.datasets import DatasetNotFoundError, RawSplits
 from tlbench.data.cache import file_fingerprint
-from tlbench.data.catalog import DatasetNotFoundError, RawSplits
 
 DEBIAN_FASHION_MNIST = [Path("/usr/share/datasets/fashion-mnist")]
 FASHION_CLASSES = [

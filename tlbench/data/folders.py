@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from tlbench.catalog.datasets import CATALOG, DatasetNotFoundError, RawSplits
 from tlbench.data.base import FileImages, decode_image
-from tlbench.data.catalog import CATALOG, DatasetNotFoundError, RawSplits
 from tlbench.data.splits import stratified_split
 from tlbench.data.stream import should_stream
 

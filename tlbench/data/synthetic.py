@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tlbench.data.catalog import RawSplits
+from tlbench.catalog.datasets import RawSplits
 
 GENERATOR_VERSION = "1"  # bump when the images change: it keys the tensor cache
 N_WALKERS = 96  # parallel chaos-game walkers per image

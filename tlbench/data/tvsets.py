@@ -21,13 +21,13 @@ from typing import Any
 
 import numpy as np
 
+from tlbench.catalog.datasets import DatasetNotFoundError, RawSplits
+from tlbench.catalog.torchvision import MANUAL, TvSet, tv_set
 from tlbench.data.base import FileImages, decode_image, square_pixels
-from tlbench.data.catalog import DatasetNotFoundError, RawSplits
 from tlbench.data.fetching import download_blocker, socket_timeout
 from tlbench.data.folders import count_images
 from tlbench.data.splits import per_class_split, stratified_split
 from tlbench.data.stream import should_stream
-from tlbench.data.tvcatalog import MANUAL, TvSet, tv_set
 
 SPLIT_SEED = 0  # a carved test split never depends on the grid's seed
 GENERIC_TEST = 0.2  # the test fraction carved for a torchvision:Class without a test split

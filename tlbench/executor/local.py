@@ -21,10 +21,10 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from tlbench.cells import Cell
 from tlbench.executor.options import RunOptions
 from tlbench.executor.policy import Schedule, Task
 from tlbench.executor.runner import CellOutcome, run_cell
-from tlbench.grid import Cell
 from tlbench.tracking import Tracker, heartbeat_interval
 
 

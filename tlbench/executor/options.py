@@ -58,7 +58,7 @@ class RunOptions:
 
     def resolved(self) -> RunOptions:
         """Absolute paths: workers and Ray tasks may run in another folder or on another node."""
-        from tlbench.checkpoint import checkpoint_root
+        from tlbench.train.checkpoint import checkpoint_root
 
         return replace(
             self,

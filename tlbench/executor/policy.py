@@ -32,10 +32,10 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from tlbench.cells import Cell
 from tlbench.executor.options import RunOptions
 from tlbench.executor.racing import DROPPED, Race
 from tlbench.executor.runner import OOM_REASON, OWN_ATTEMPT, CellOutcome, Task
-from tlbench.grid import Cell
 from tlbench.tracking import Tracker, tags
 
 OOM_PARAM = "oom_batch_size_from"

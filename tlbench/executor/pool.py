@@ -22,10 +22,10 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
+from tlbench.cells import Cell
 from tlbench.executor.options import RunOptions
 from tlbench.executor.policy import Schedule, Task
 from tlbench.executor.runner import CellOutcome
-from tlbench.grid import Cell
 from tlbench.interrupts import Terminated
 from tlbench.tracking import Tracker, heartbeat_interval
 

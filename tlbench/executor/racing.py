@@ -1,5 +1,5 @@
 """Racing (``tlbench run --race``): comparison groups trained rung by rung, the configurations
-beaten with confidence dropped at each rung (``tlbench.stats.racing``), every dropped cell kept
+beaten with confidence dropped at each rung (``tlbench.stats.race_rule``), every dropped cell kept
 resumable.
 
 - **Groups**: cells sharing the ``by`` axes (default dataset, backbone and strategy: strategies
@@ -25,9 +25,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from tlbench.cells import Cell
 from tlbench.executor.options import RacePlan
 from tlbench.executor.runner import CellOutcome, Task
-from tlbench.grid import Cell
 from tlbench.spec import SpecError
 from tlbench.tracking import Tracker, tags
 

@@ -20,10 +20,10 @@ from typing import Any
 
 from rich.console import Console
 
+from tlbench.cells import Cell
 from tlbench.executor.options import RunOptions
 from tlbench.executor.policy import Schedule, Task
 from tlbench.executor.runner import OOM_REASON, CellOutcome
-from tlbench.grid import Cell
 from tlbench.tracking import Tracker, heartbeat_interval
 
 # settings the driver's environment passes on to the tasks

@@ -19,8 +19,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from tlbench.cells import Cell
 from tlbench.executor.options import RunOptions
-from tlbench.grid import Cell
 from tlbench.tracking import CellRun, Claim, Tracker, tags
 from tlbench.tracking.claims import holder_session
 
@@ -94,7 +94,7 @@ def load_cell_data(cell: Cell, data_dir: str | Path | None) -> Any:
 def resolve_weights(cell: Cell, tracker: Tracker, experiment_id: str, run: CellRun, tmp: Path) -> Path | None:
     """The file a ``cell:`` or ``run:`` backbone starts from (downloaded from MLflow into
     ``tmp``); ``None`` for hub / file / random weights, which ``fit`` resolves itself."""
-    from tlbench.strategies import STRATEGIES
+    from tlbench.catalog.strategies import STRATEGIES
 
     if not STRATEGIES.get(cell.strategy.name).pretrained:
         return None
@@ -140,7 +140,7 @@ def _open_run(
     extra_tags: dict[str, str] | None,
 ) -> CellRun:
     """A trial's new nested run; a cell's KILLED run reopened when its checkpoint is there, else new."""
-    from tlbench.checkpoint import Checkpointer, checkpoint_root
+    from tlbench.train.checkpoint import Checkpointer, checkpoint_root
 
     params = {**options.params_for(cell.id), **(extra_params or {})}
     if trial is not None:
@@ -222,7 +222,7 @@ def run_cell(
     ``pause_at`` (a racing rung): stop after that many epochs, the run SCHEDULED and its
     checkpoint kept (outcome PAUSED, with the best validation accuracy so far).
     """
-    from tlbench.checkpoint import Checkpointer, checkpoint_root
+    from tlbench.train.checkpoint import Checkpointer, checkpoint_root
 
     held, skipped = claim_cell(tracker, options, cell) if trial is None else (None, None)
     if skipped is not None:

@@ -20,8 +20,8 @@ import pandas as pd
 from tlbench.report.collect import cells_frame, epoch_history, log_to_mlflow, tuned_runs
 from tlbench.report.comparisons import check_compare_axis, compare_table, rank_result
 from tlbench.report.configs import config_table, reported_vs_tlbench
+from tlbench.report.figures import figures
 from tlbench.report.pivots import AGGS, PivotTable, pivot_table
-from tlbench.report.plots import figures
 from tlbench.report.racing import dropped_table, race_table
 from tlbench.report.render import (
     FORMATS,
@@ -52,7 +52,7 @@ from tlbench.report.tables import (
 )
 
 if TYPE_CHECKING:
-    from tlbench.grid import Cell
+    from tlbench.cells import Cell
     from tlbench.tracking import Tracker
 
 __all__ = [

@@ -18,7 +18,7 @@ from tlbench.report.tables import SCORE, VAL_SCORE, summary_frame
 from tlbench.tracking import tags
 
 if TYPE_CHECKING:
-    from tlbench.grid import Cell
+    from tlbench.cells import Cell
     from tlbench.tracking import Tracker
 
 EPOCH_METRICS = ["train_loss", "train_acc", "val_loss", "val_acc"]
@@ -87,7 +87,7 @@ def _reason(run: Any) -> str:
 
 def _test_is_val(dataset: str) -> bool:
     """The catalog's flag for datasets whose test split is their val split (False if unknown)."""
-    from tlbench.data.catalog import CATALOG
+    from tlbench.catalog.datasets import CATALOG
 
     return dataset in CATALOG and CATALOG.get(dataset).test_is_val
 

@@ -17,7 +17,7 @@ import pandas as pd
 from tlbench.errors import TlbenchError
 
 if TYPE_CHECKING:
-    from tlbench.grid import Cell
+    from tlbench.cells import Cell
     from tlbench.report.pivots import PivotTable
     from tlbench.stats import RankResult
 

@@ -14,9 +14,10 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from tlbench.data.catalog import AUGMENTATIONS, dataset_param_names
-from tlbench.hub import check_backbone_name, check_hub_tag, hub_model_name, split_model_name_tag
-from tlbench.optim import OPTIMIZERS
+from tlbench.catalog.backbones import check_backbone_name, check_hub_tag, hub_model_name, split_model_name_tag
+from tlbench.catalog.datasets import AUGMENTATIONS, dataset_param_names
+from tlbench.catalog.optimizers import OPTIMIZERS
+from tlbench.catalog.strategies import STRATEGIES
 from tlbench.registry import UnknownNameError
 from tlbench.spec.schema import (
     AXES,
@@ -35,7 +36,6 @@ from tlbench.spec.schema import (
     TuneSpace,
     WeightsSpec,
 )
-from tlbench.strategies import STRATEGIES
 
 _TRAIN_KEYS = set(TrainConfig.model_fields)
 _TUNE_KEYS = set(TuneSpace.model_fields)

@@ -77,7 +77,7 @@ class HeadConfig(_Strict):
     """The new classifier: ``linear`` or an ``mlp`` with hidden sizes and dropout (seeds 002/003).
 
     ``init`` is how its logits layer starts, the same for every backbone family
-    (``tlbench.models.init_head_layer``): ``zero`` (default), ``normal`` (std 0.01) or ``pytorch``.
+    (``tlbench.models.heads.init_head_layer``): ``zero`` (default), ``normal`` (std 0.01) or ``pytorch``.
     """
 
     type: Literal["linear", "mlp"] = "linear"

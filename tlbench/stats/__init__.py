@@ -40,7 +40,7 @@ from tlbench.stats.curves import curve_band
 from tlbench.stats.errors import StatsError
 from tlbench.stats.frames import AXES
 from tlbench.stats.intervals import Summary, format_mean_ci, summarize, summarize_frame
-from tlbench.stats.racing import Drop, race_decisions
+from tlbench.stats.race_rule import Drop, race_decisions
 from tlbench.stats.ranks import RankResult, block_table, cd_diagram, rank_table
 
 __all__ = [

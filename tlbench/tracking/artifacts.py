@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 if TYPE_CHECKING:
-    from tlbench.grid import Cell
+    from tlbench.cells import Cell
 
 CHECKPOINT_ARTIFACT = "checkpoint/best.safetensors"
 
@@ -34,8 +34,8 @@ def _write_per_class(result: Any, path: Path) -> None:
 
 def write_artifacts(client: Any, run_id: str, cell: Cell, result: Any, light: bool = False) -> None:
     """Write the files into a temporary folder, then log them in one call."""
-    from tlbench import plots
-    from tlbench.models import save_weights_dict
+    from tlbench.figures import run as plots
+    from tlbench.models.build import save_weights_dict
 
     with tempfile.TemporaryDirectory(prefix="tlbench-") as tmp:
         d = Path(tmp)

@@ -14,7 +14,7 @@ from tlbench.tracking.heartbeat import Heartbeat, owner_tags
 from tlbench.tracking.inputs import SystemMetrics, log_dataset_input
 
 if TYPE_CHECKING:
-    from tlbench.grid import Cell
+    from tlbench.cells import Cell
     from tlbench.tracking.store import Tracker
 
 

@@ -34,7 +34,7 @@ from tlbench.tracking import tags
 from tlbench.tracking.heartbeat import Heartbeat, is_dead, owner_tags
 
 if TYPE_CHECKING:
-    from tlbench.grid import Cell
+    from tlbench.cells import Cell
     from tlbench.tracking.store import Tracker
 
 

@@ -19,7 +19,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from tlbench.grid import Cell
+    from tlbench.cells import Cell
 
 SYSTEM_METRICS_ENV = "MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING"  # MLflow's own switch; default on here
 DATASET_CONTEXT = "train"  # the mlflow.data.context input tag: what the run used the dataset for
@@ -36,7 +36,7 @@ def dataset_entity(cell: Cell, info: dict[str, Any]) -> Any:
     """The ``mlflow.entities.Dataset`` of a cell: name, digest, source and split sizes."""
     from mlflow.entities import Dataset
 
-    from tlbench.data.catalog import dataset_meta
+    from tlbench.catalog.datasets import dataset_meta
 
     t = cell.train
     sizes = {k: int(info[f"{k}_size"]) for k in ("train", "val", "test") if f"{k}_size" in info}

@@ -23,11 +23,11 @@ from tlbench.tracking.artifacts import CHECKPOINT_ARTIFACT
 from tlbench.tracking.cellrun import CellRun
 from tlbench.tracking.claims import Claim, claim, claims_experiment, is_claimed, last_beat
 from tlbench.tracking.heartbeat import is_dead, is_stale, owner_gone, owner_tags
-from tlbench.tracking.races import RaceSafeClient
+from tlbench.tracking.insert_races import RaceSafeClient
 from tlbench.tracking.view import experiment_view_tags, short_run_name
 
 if TYPE_CHECKING:
-    from tlbench.grid import Cell
+    from tlbench.cells import Cell
 
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # our own progress display is enough
 
@@ -252,7 +252,7 @@ class Tracker:
         """The best checkpoint of any earlier FINISHED tlbench run (``weights: run:ID``), checked first."""
         from mlflow.exceptions import MlflowException
 
-        from tlbench.models import WeightsError
+        from tlbench.models.build import WeightsError
 
         try:
             run = self.client.get_run(run_id)

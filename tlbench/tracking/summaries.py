@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from tlbench.tracking import tags
 
 if TYPE_CHECKING:
-    from tlbench.grid import Cell
+    from tlbench.cells import Cell
     from tlbench.tracking.store import Tracker
 
 CURVES = ("val_acc", "train_loss", "val_loss")

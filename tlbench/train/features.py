@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from tlbench.cells import Cell
 from tlbench.data import DatasetSplits, TensorSplit
 from tlbench.features.keys import (
     STORE_VERSION,
@@ -27,7 +28,6 @@ from tlbench.features.keys import (
     model_kwargs_for_key,
 )
 from tlbench.features.store import FeatureStore, default_root
-from tlbench.grid import Cell
 from tlbench.train.evaluation import extract_features
 from tlbench.train.setup import Setup, to_device
 

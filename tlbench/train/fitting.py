@@ -13,13 +13,13 @@ from typing import Any
 
 import torch
 
-from tlbench.checkpoint import Checkpointer
+from tlbench.catalog.optimizers import build_optimizer, build_scheduler
+from tlbench.catalog.strategies import Phase, apply_phase, lbfgs_probe, set_train_mode
+from tlbench.cells import Cell
 from tlbench.data import DatasetSplits
 from tlbench.data.stream import loader_workers
-from tlbench.grid import Cell
-from tlbench.models import trained_settings
-from tlbench.optim import build_optimizer, build_scheduler
-from tlbench.strategies import Phase, apply_phase, lbfgs_probe, set_train_mode
+from tlbench.models.build import trained_settings
+from tlbench.train.checkpoint import Checkpointer
 from tlbench.train.evaluation import adapt_batchnorm, evaluate
 from tlbench.train.features import open_store, split_features
 from tlbench.train.linear_eval import fit_probe, start_params

@@ -20,9 +20,9 @@ from typing import Any
 
 import torch
 
+from tlbench.catalog.strategies import LinearProbeParams
+from tlbench.cells import Cell
 from tlbench.data import DatasetSplits
-from tlbench.grid import Cell
-from tlbench.strategies import LinearProbeParams
 from tlbench.train import logreg
 from tlbench.train.evaluation import evaluate
 from tlbench.train.features import split_features

@@ -16,10 +16,10 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from tlbench.catalog.strategies import STRATEGIES, Phase, phases_for
+from tlbench.cells import Cell
 from tlbench.data import AUGMENTATIONS, DatasetSplits, TensorSplit, make_augment
-from tlbench.grid import Cell
-from tlbench.models import build_model, data_config
-from tlbench.strategies import STRATEGIES, Phase, phases_for
+from tlbench.models.build import build_model, data_config
 from tlbench.train.evaluation import batches
 
 

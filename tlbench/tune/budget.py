@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from tlbench.grid import Cell
+from tlbench.cells import Cell
 from tlbench.tracking import tags
 
 if TYPE_CHECKING:

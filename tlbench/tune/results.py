@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tlbench.grid import Cell
+from tlbench.cells import Cell
 from tlbench.tracking import CellRun, tags
 from tlbench.tune.budget import counted, load_cell_study
 from tlbench.tune.storage import open_storage

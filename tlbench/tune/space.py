@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, Any
 
-from tlbench.grid import Cell
+from tlbench.cells import Cell
 from tlbench.tune.storage import TuneError
 
 if TYPE_CHECKING:
@@ -26,8 +26,8 @@ BATCH_SIZES: tuple[int, ...] = (32, 64, 128)
 
 def search_space(cell: Cell) -> dict[str, Any]:
     """The cell's ``tune:`` ranges, defaults filled in by strategy and optimizer."""
-    from tlbench.optim import OPTIMIZERS
-    from tlbench.strategies import STRATEGIES, phases_for
+    from tlbench.catalog.optimizers import OPTIMIZERS
+    from tlbench.catalog.strategies import STRATEGIES, phases_for
 
     info = STRATEGIES.get(cell.strategy.name)
     kind = phases_for(cell.strategy.name, cell.strategy.params, cell.train)[0].trainable

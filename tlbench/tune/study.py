@@ -18,8 +18,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tlbench.cells import Cell
 from tlbench.dburl import redact
-from tlbench.grid import Cell
 from tlbench.interrupts import uninterrupted
 from tlbench.tracking import CellRun, Tracker, is_stale, tags
 from tlbench.tune.budget import counted, is_surplus, load_cell_study, replaced_trials, study_name

@@ -8,8 +8,8 @@ import contextlib
 import time
 from typing import TYPE_CHECKING, Any
 
+from tlbench.cells import Cell
 from tlbench.executor import RunOptions, TrialRun, run_cell
-from tlbench.grid import Cell
 from tlbench.interrupts import uninterrupted
 from tlbench.tracking import Heartbeat, Tracker, tags
 from tlbench.train import MultiReporter, StopTraining

@@ -17,10 +17,10 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from tlbench.cells import Cell
 from tlbench.dburl import redact
 from tlbench.executor import RunOptions, execute
 from tlbench.executor.policy import reap_stale_runs
-from tlbench.grid import Cell
 from tlbench.tracking import Tracker
 from tlbench.tune.results import StudySummary, best_params, study_status
 from tlbench.tune.space import search_space, with_hparams
@@ -83,7 +83,7 @@ def _trial_printer(progress: Progress, bar: Any) -> Callable[[Any, int], None]:
 def split_untunable(cells: list[Cell]) -> tuple[list[Cell], list[Cell]]:
     """(cells a study tunes, cells it cannot): an L-BFGS probe has no lr or batch size, its sweep
     over the L2 strength on validation is its tuning."""
-    from tlbench.strategies import lbfgs_probe
+    from tlbench.catalog.strategies import lbfgs_probe
 
     lbfgs = [c for c in cells if lbfgs_probe(c.strategy.name, c.strategy.params) is not None]
     return [c for c in cells if c not in lbfgs], lbfgs

@@ -16,10 +16,12 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-import tlbench.backbones  # noqa: F401  (registers our own backbones in timm)
+import tlbench.models.seed_cnn  # noqa: F401  (registers our own backbones in timm)
+from tlbench.catalog.backbones import (
+    check_backbone_name as check_backbone_name,  # re-exported: it lives in tlbench.hub
+)
+from tlbench.catalog.backbones import hub_model_name, hub_repo
 from tlbench.errors import TlbenchError
-from tlbench.hub import check_backbone_name as check_backbone_name  # re-exported: it lives in tlbench.hub
-from tlbench.hub import hub_model_name, hub_repo
 from tlbench.spec import HeadConfig, WeightsSpec
 
 

@@ -2,7 +2,7 @@
 measured by finished runs in an MLflow store, per (backbone, input size, strategy, device).
 
 ``tlbench ls --tracking-uri`` uses it where the store has a match and the FLOP model
-(``tlbench.estimate``) where it has none, and says which. A run's ``device_s`` (wall time on its
+(``tlbench.preflight.estimate``) where it has none, and says which. A run's ``device_s`` (wall time on its
 device, every attempt, evaluation included; ``train_time_s`` for runs older than it) over its
 ``train_size`` × ``epochs_trained`` is one measurement; a key's rate is the median of its runs.
 """
@@ -13,7 +13,7 @@ import statistics
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from tlbench.grid import Cell
+from tlbench.cells import Cell
 
 Key = tuple[str, int, str, str]  # backbone, input size, strategy, device type
 

@@ -62,7 +62,7 @@ def check_backbone_name(name: str) -> None:
     """Raise ``UnknownNameError`` (with did-you-mean) unless timm knows this model (``arch`` or ``arch.tag``)."""
     import timm
 
-    import tlbench.backbones  # noqa: F401  (our own models, registered in timm)
+    import tlbench.models.seed_cnn  # noqa: F401  (our own models, registered in timm)
 
     if not timm.is_model(name):
         raise UnknownNameError("backbone (timm model)", name, timm.list_models())

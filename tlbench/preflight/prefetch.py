@@ -11,10 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tlbench.grid import Cell
-from tlbench.hub import HUB_FILES as HUB_FILES  # re-exported: the hub helpers live in tlbench.hub
-from tlbench.hub import check_hub_tag as check_hub_tag  # re-exported
-from tlbench.hub import hub_model_name, hub_repo
+from tlbench.catalog.backbones import (
+    HUB_FILES as HUB_FILES,  # re-exported: the hub helpers live in tlbench.catalog.backbones
+)
+from tlbench.catalog.backbones import check_hub_tag as check_hub_tag  # re-exported
+from tlbench.catalog.backbones import hub_model_name, hub_repo
+from tlbench.cells import Cell
 
 
 @dataclass
@@ -64,9 +66,9 @@ _FETCH_NOTES = {"md5": "torchvision checks its MD5", "unchecked": "torchvision h
 
 def dataset_status(cell: Cell, root: Path) -> Input:
     """One dataset: generated, bundled, local, to be downloaded (and how it is checked) or manual."""
-    from tlbench.data.catalog import dataset_meta
+    from tlbench.catalog.datasets import dataset_meta
+    from tlbench.catalog.torchvision import tv_set
     from tlbench.data.datasets import dataset_info
-    from tlbench.data.tvcatalog import tv_set
     from tlbench.data.tvsets import tv_root
 
     name, label = cell.dataset.name, cell.labels["dataset"]

@@ -16,7 +16,7 @@ from typing import Any
 
 from rich.console import Console
 
-from tlbench.grid import Cell
+from tlbench.cells import Cell
 from tlbench.spec import WeightsSpec
 
 
@@ -28,8 +28,8 @@ def local_only(cell: Cell) -> str | None:
 
 def _check_datasets(cells: list[Cell], data_dir: Any, say: Any, problems: list[str]) -> dict[str, Any]:
     """Open every distinct dataset (no download); label -> its splits, for the checks after."""
+    from tlbench.catalog.datasets import dataset_meta
     from tlbench.data import DatasetNotFoundError, load_dataset
-    from tlbench.data.catalog import dataset_meta
 
     opened: dict[tuple, Any] = {}
     for c in cells:
@@ -59,7 +59,7 @@ def _check_datasets(cells: list[Cell], data_dir: Any, say: Any, problems: list[s
 
 
 def _check_weights(cells: list[Cell], say: Any, problems: list[str]) -> None:
-    from tlbench.models import WeightsError, read_state_dict
+    from tlbench.models.build import WeightsError, read_state_dict
 
     seen: set[str] = set()
     for c in cells:
@@ -148,8 +148,8 @@ def validate_cells(
 
 def _check_builds(cells: list[Cell], classes: dict[str, int], say: Any, problems: list[str]) -> None:
     """Each distinct backbone built once (random init) with its strategy's phases applied."""
-    from tlbench.models import build_model
-    from tlbench.strategies import apply_phase, phases_for
+    from tlbench.catalog.strategies import apply_phase, phases_for
+    from tlbench.models.build import build_model
 
     seen_models: set[tuple] = set()
     for c in cells:

@@ -4,7 +4,7 @@ Workers on every node point ``--tracking-uri http://HOST:PORT`` at it; artifacts
 plots) go through the server's artifact proxy into ``--artifacts-destination`` (a local folder
 of the server, or s3://... / gs://...), so nodes need no shared filesystem for them. The store's
 URL (it may hold the database password) reaches ``mlflow server`` through the environment
-(``MLFLOW_BACKEND_STORE_URI``), never its command line; authentication: ``tlbench.server_auth``.
+(``MLFLOW_BACKEND_STORE_URI``), never its command line; authentication: ``tlbench.server.auth``.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ def server_command(
 
 def child_env(extra: dict[str, str]) -> dict[str, str]:
     """This environment without the secrets only tlbench reads, plus ``extra``."""
-    from tlbench.server_auth import ADMIN_PASSWORD_ENV
+    from tlbench.server.auth import ADMIN_PASSWORD_ENV
 
     drop = {STORE_ENV, ADMIN_PASSWORD_ENV, f"{ADMIN_PASSWORD_ENV}_FILE"}
     return {**{k: v for k, v in os.environ.items() if k not in drop}, **extra}

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from tlbench.data.tvcatalog import PREFIX, TORCHVISION_CLASSES, TORCHVISION_SETS, tv_set
+from tlbench.catalog.torchvision import PREFIX, TORCHVISION_CLASSES, TORCHVISION_SETS, tv_set
 from tlbench.errors import TlbenchError
 from tlbench.registry import Registry, UnknownNameError
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from tlbench.data.catalog import AUGMENTATIONS
-from tlbench.data.tvcatalog import tv_set
-from tlbench.grid import Cell
+from tlbench.catalog.datasets import AUGMENTATIONS
+from tlbench.catalog.torchvision import tv_set
+from tlbench.cells import Cell
 
 # train images after the default 10% val carve (None: depends on the user's files)
 TRAIN_IMAGES = {
@@ -43,7 +43,7 @@ def forward_flops(backbone: str, size: int) -> float:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    import tlbench.backbones  # noqa: F401  (our own registered models)
+    import tlbench.models.seed_cnn  # noqa: F401  (our own registered models)
 
     with torch.device("meta"):
         model = timm.create_model(backbone, num_classes=10)

@@ -3,7 +3,7 @@
 Figures are made with ``matplotlib.figure.Figure`` directly (rendered by Agg on save), never
 through pyplot: no global state, no display needed. matplotlib is imported inside the functions
 so ``import tlbench.report`` stays cheap for the terminal summary of ``tlbench run``.
-(Per-cell figures logged as run artifacts are ``tlbench.plots``, not this module; learning curves
+(Per-cell figures logged as run artifacts are ``tlbench.figures.run``, not this module; learning curves
 are ``curves``.)
 """
 
@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from tlbench.report.curves import learning_curves, slug
+from tlbench.figures.curves import learning_curves, slug
 from tlbench.report.tables import AXES, best_mask, label, pareto_front
 
 if TYPE_CHECKING:
