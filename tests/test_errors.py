@@ -6,7 +6,7 @@ import pytest
 
 from tlbench.data import DatasetNotFoundError
 from tlbench.errors import TlbenchError
-from tlbench.models.build import WeightsError
+from tlbench.models.weights import WeightsError
 from tlbench.registry import Registry, UnknownNameError
 from tlbench.spec import SpecError
 

@@ -118,7 +118,8 @@ def test_subsets_and_seeds_share_one_extraction_and_get_their_own_rows(root, dat
 
 
 def test_anything_that_changes_the_features_changes_the_key(root, data, tmp_path):
-    from tlbench.models.build import build_model, save_weights
+    from tlbench.models.build import build_model
+    from tlbench.models.weights import save_weights
     from tlbench.spec.schema import WeightsSpec
 
     base = _keys(_probe(), data)

@@ -7,7 +7,8 @@ import signal
 
 import pytest
 
-from tlbench.interrupts import Terminated, UninterruptedClient, sigterm_as_interrupt, uninterrupted
+from tlbench.interrupts import Terminated, sigterm_as_interrupt, uninterrupted
+from tlbench.tracking.client import UninterruptedClient
 
 
 def test_ctrl_c_inside_the_block_is_delivered_after_it():

@@ -6,15 +6,9 @@ import pytest
 import timm
 import torch
 
-from tlbench.models.build import (
-    WeightsError,
-    build_model,
-    check_backbone_name,
-    load_backbone_weights,
-    read_state_dict,
-    save_weights,
-    trained_settings,
-)
+from tlbench.catalog.backbones import check_backbone_name
+from tlbench.models.build import build_model, trained_settings
+from tlbench.models.weights import WeightsError, load_backbone_weights, read_state_dict, save_weights
 from tlbench.registry import UnknownNameError
 from tlbench.spec import HeadConfig, WeightsSpec
 

@@ -11,7 +11,8 @@ from click.testing import CliRunner
 
 from tlbench.cells import expand
 from tlbench.cli import main
-from tlbench.models.build import WeightsError, build_model, save_weights
+from tlbench.models.build import build_model
+from tlbench.models.weights import WeightsError, save_weights
 from tlbench.preflight.prefetch import fetch, status
 from tlbench.spec import SpecError, WeightsSpec, parse_grid
 

@@ -6,15 +6,9 @@ import pytest
 import timm
 import torch
 
-from tlbench.catalog.strategies import (
-    STRATEGIES,
-    apply_phase,
-    head_parameter_names,
-    phases_for,
-    set_train_mode,
-    stage_groups,
-)
+from tlbench.catalog.strategies import STRATEGIES, phases_for
 from tlbench.spec import TrainConfig
+from tlbench.train.freezing import apply_phase, head_parameter_names, set_train_mode, stage_groups
 
 
 @pytest.fixture(params=["test_resnet", "test_convnext", "test_vit"])

@@ -9,7 +9,6 @@ therefore run ``uninterrupted``: a signal that arrives meanwhile is delivered ri
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
 import signal
 import threading
@@ -58,22 +57,3 @@ def _deliver(signum: int, handler: Any) -> None:
         handler(signum, None)
     elif handler == signal.SIG_DFL:
         os.kill(os.getpid(), signum)  # the default action, now that it is back in place
-
-
-class UninterruptedClient:
-    """An ``MlflowClient`` whose every call completes before a Ctrl-C / SIGTERM takes effect."""
-
-    def __init__(self, client: Any):
-        self._client = client
-
-    def __getattr__(self, name: str) -> Any:
-        attr = getattr(self._client, name)
-        if not callable(attr):
-            return attr
-
-        @functools.wraps(attr)
-        def call(*args: Any, **kwargs: Any) -> Any:
-            with uninterrupted():
-                return attr(*args, **kwargs)
-
-        return call

@@ -22,7 +22,8 @@ import torch.nn.functional as F
 
 from tlbench.data import load_dataset
 from tlbench.data.augment import make_augment
-from tlbench.models.build import build_model, classifier_prefixes, data_config, final_head_layer
+from tlbench.models.build import build_model, data_config
+from tlbench.models.heads import classifier_prefixes, final_head_layer
 from tlbench.spec import HeadConfig, WeightsSpec
 
 # the tiny test models and every family the shipped grids use

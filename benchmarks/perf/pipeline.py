@@ -21,9 +21,9 @@ import torch
 import torch.nn.functional as F
 from _common import device_name, make_cell, sync
 
-from tlbench.catalog.optimizers import build_optimizer
 from tlbench.data import load_dataset
 from tlbench.train import fit, pick_device
+from tlbench.train.optim import build_optimizer
 
 CPU_CASES = [
     ("test_resnet", 32, 128),

@@ -18,7 +18,7 @@ from pathlib import Path
 from _common import device_name, make_cell, timed
 
 from tlbench.data import load_dataset
-from tlbench.models.build import save_weights_dict
+from tlbench.models.weights import save_weights_dict
 from tlbench.spec import WeightsSpec
 from tlbench.train import fit, pick_device
 

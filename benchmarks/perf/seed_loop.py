@@ -24,10 +24,10 @@ from _common import device_name, make_cell, sync
 from torch.utils.data import DataLoader, Subset
 from torchvision import datasets, transforms
 
-from tlbench.catalog.optimizers import build_optimizer
 from tlbench.data import load_dataset
 from tlbench.data.datasets import FASHION_FILES, _find_fashion, data_root, read_idx
 from tlbench.train import fit, pick_device
+from tlbench.train.optim import build_optimizer
 
 
 def torchvision_root(tmp: Path) -> Path:

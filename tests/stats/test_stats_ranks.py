@@ -10,7 +10,8 @@ import pytest
 import scikit_posthocs as sp
 from scipy import stats
 
-from tlbench.stats import RankResult, block_table, cd_diagram, rank_table
+from tlbench.figures.cd_diagram import cd_diagram
+from tlbench.stats import RankResult, block_table, rank_table
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 from tlbench.registry import UnknownNameError
 
-HUB_FILES = ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin")
-
 
 def split_model_name_tag(name: str, no_tag: str = "") -> tuple[str, str]:
     """``'resnet50.a1_in1k'`` -> ``('resnet50', 'a1_in1k')``; ``no_tag`` when the name has none.
@@ -40,22 +38,6 @@ def hub_model_name(backbone: str, tag: str = "") -> str:
         )
     chosen = tag or own
     return f"{arch}.{chosen}" if chosen else arch
-
-
-def hub_repo(name: str) -> tuple[str, str | None]:
-    """(hf repo id, file name in the HF cache if present) for a timm pretrained name."""
-    from huggingface_hub import try_to_load_from_cache
-    from timm.models import get_pretrained_cfg
-
-    cfg = get_pretrained_cfg(name)
-    repo = getattr(cfg, "hf_hub_id", None) or ""
-    if not repo:
-        return "", None
-    for filename in HUB_FILES:
-        found = try_to_load_from_cache(repo, filename)
-        if isinstance(found, str):
-            return repo, found
-    return repo, None
 
 
 def check_backbone_name(name: str) -> None:

@@ -13,7 +13,9 @@ from typing import Any
 
 import pandas as pd
 
-from tlbench.report.tables import AXES
+from tlbench.spec import AXIS_SINGULAR
+
+AXES = list(AXIS_SINGULAR.values())
 
 TOP = 3  # configurations highlighted per panel
 COLOURS = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple"]

@@ -11,12 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tlbench.catalog.backbones import (
-    HUB_FILES as HUB_FILES,  # re-exported: the hub helpers live in tlbench.catalog.backbones
-)
-from tlbench.catalog.backbones import check_hub_tag as check_hub_tag  # re-exported
-from tlbench.catalog.backbones import hub_model_name, hub_repo
+from tlbench.catalog.backbones import check_hub_tag as check_hub_tag
+from tlbench.catalog.backbones import hub_model_name
 from tlbench.cells import Cell
+from tlbench.models.hub import HUB_FILES as HUB_FILES
+from tlbench.models.hub import hub_repo
 
 
 @dataclass

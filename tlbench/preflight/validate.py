@@ -59,7 +59,7 @@ def _check_datasets(cells: list[Cell], data_dir: Any, say: Any, problems: list[s
 
 
 def _check_weights(cells: list[Cell], say: Any, problems: list[str]) -> None:
-    from tlbench.models.build import WeightsError, read_state_dict
+    from tlbench.models.weights import WeightsError, read_state_dict
 
     seen: set[str] = set()
     for c in cells:
@@ -148,8 +148,9 @@ def validate_cells(
 
 def _check_builds(cells: list[Cell], classes: dict[str, int], say: Any, problems: list[str]) -> None:
     """Each distinct backbone built once (random init) with its strategy's phases applied."""
-    from tlbench.catalog.strategies import apply_phase, phases_for
+    from tlbench.catalog.strategies import phases_for
     from tlbench.models.build import build_model
+    from tlbench.train.freezing import apply_phase
 
     seen_models: set[tuple] = set()
     for c in cells:

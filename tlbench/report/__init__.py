@@ -6,7 +6,7 @@ the store: every cell of the grid appears, FINISHED or not (missing, failed, run
 silently dropped. The terminal summary after ``tlbench run`` uses the same code.
 
 One job per module: ``collect`` (MLflow -> frames, and attaching the report to the grid's
-parent run), ``tables`` (pandas only), ``plots`` (matplotlib figures) and ``render`` (files and
+parent run), ``tables`` (pandas only), ``figures`` (which figures, drawn by ``tlbench.figures``) and ``render`` (files and
 terminal tables). ``build`` puts them together; the names below are the package's public API.
 """
 
@@ -20,7 +20,7 @@ import pandas as pd
 from tlbench.report.collect import cells_frame, epoch_history, log_to_mlflow, tuned_runs
 from tlbench.report.comparisons import check_compare_axis, compare_table, rank_result
 from tlbench.report.configs import config_table, reported_vs_tlbench
-from tlbench.report.figures import figures
+from tlbench.report.figures import report_figures
 from tlbench.report.pivots import AGGS, PivotTable, pivot_table
 from tlbench.report.racing import dropped_table, race_table
 from tlbench.report.render import (
@@ -146,7 +146,7 @@ def build(
     )
     if plots and out is not None:
         out.mkdir(parents=True, exist_ok=True)
-        rep.plots = figures(
+        rep.plots = report_figures(
             df, history, rep.pivot, effects, out, axis=compare or "strategy", ranks=ranks, table=table
         )
     return rep

@@ -1,10 +1,8 @@
-"""The report's figures, drawn from its frames and saved as PNG next to the report files.
+"""Which figures the report has, from its frames, saved as PNG next to the report files.
 
-Figures are made with ``matplotlib.figure.Figure`` directly (rendered by Agg on save), never
-through pyplot: no global state, no display needed. matplotlib is imported inside the functions
-so ``import tlbench.report`` stays cheap for the terminal summary of ``tlbench run``.
-(Per-cell figures logged as run artifacts are ``tlbench.figures.run``, not this module; learning curves
-are ``curves``.)
+Every figure is drawn in ``tlbench.figures`` (``curves``: learning curves with bands over seeds;
+``comparisons``: heatmap, axis bars, accuracy vs time; ``cd_diagram``); this module picks what
+the data allows and where each goes.
 """
 
 from __future__ import annotations
@@ -14,15 +12,16 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from tlbench.figures.comparisons import axis_bars, heatmap, pareto_plot
 from tlbench.figures.curves import learning_curves, slug
-from tlbench.report.tables import AXES, best_mask, label, pareto_front
+from tlbench.report.tables import AXES, pareto_front
 
 if TYPE_CHECKING:
     from tlbench.report.pivots import PivotTable
     from tlbench.stats import RankResult
 
 
-def figures(
+def report_figures(
     df: pd.DataFrame,
     history: pd.DataFrame,
     piv: pd.DataFrame,
@@ -39,67 +38,12 @@ def figures(
     marks = (table.wide("best"), table.wide("tie")) if table is not None else (None, None)
     files.update(heatmap(piv, out, *marks))
     files.update(axis_bars(effects, out))
-    files.update(pareto_plot(df, out, axis))
+    points = _configuration_means(df)
+    fronts = {ds: pareto_front(g) for ds, g in points.groupby("dataset", sort=False)} if len(points) else {}
+    files.update(pareto_plot(points, fronts, out, axis))
     if ranks is not None:
         files.update(cd_plot(ranks, axis, out))
     return files
-
-
-def heatmap(
-    piv: pd.DataFrame, out: Path, best: pd.DataFrame | None = None, tie: pd.DataFrame | None = None
-) -> dict[str, Path]:
-    """The test-accuracy pivot as a colour grid with each value written in (the row's best bold,
-    its statistical ties †, when given); none if it is empty."""
-    if not (piv.size and piv.notna().any().any()):
-        return {}
-    from matplotlib.figure import Figure
-
-    best = best if best is not None else best_mask(piv)
-    fig = Figure(figsize=(max(5, 1.1 * piv.shape[1] + 3), max(3, 0.35 * piv.shape[0] + 1.5)))
-    ax = fig.subplots()
-    im = ax.imshow(piv.to_numpy(dtype=float), cmap="viridis", aspect="auto", vmin=0, vmax=1)
-    ax.set_xticks(range(piv.shape[1]), [label(c) for c in piv.columns], rotation=45, ha="right", fontsize=7)
-    ax.set_yticks(range(piv.shape[0]), [label(r) for r in piv.index], fontsize=7)
-    for i in range(piv.shape[0]):
-        for j in range(piv.shape[1]):
-            v = piv.iat[i, j]
-            if pd.isna(v):
-                continue
-            text = f"{v:.3f}" + (" †" if tie is not None and bool(tie.iat[i, j]) else "")
-            weight = "bold" if bool(best.iat[i, j]) else "normal"
-            colour = "white" if v < 0.6 else "black"
-            ax.text(j, i, text, ha="center", va="center", fontsize=7, color=colour, fontweight=weight)
-    fig.colorbar(im, ax=ax, label="test accuracy")
-    ax.set_title("test accuracy (bold: row's best; †: not significantly different)", fontsize=9)
-    fig.tight_layout()
-    path = out / "heatmap.png"
-    fig.savefig(path, dpi=90)
-    return {"accuracy heatmap": path}
-
-
-def axis_bars(effects: pd.DataFrame, out: Path) -> dict[str, Path]:
-    """Mean test accuracy per value of each axis (error bar: std), one panel per axis, three a row."""
-    if effects.empty:
-        return {}
-    import numpy as np
-    from matplotlib.figure import Figure
-
-    axes = list(dict.fromkeys(effects["axis"]))
-    ncols = min(len(axes), 3)
-    nrows = -(-len(axes) // ncols)
-    fig = Figure(figsize=(4.2 * ncols, 3.4 * nrows))
-    subplots = np.atleast_1d(fig.subplots(nrows, ncols)).ravel()
-    for ax, axis in zip(subplots, axes, strict=False):
-        e = effects[effects["axis"] == axis]
-        ax.bar(range(len(e)), e["mean"], yerr=e["std"].fillna(0), capsize=3, color="tab:blue", alpha=0.8)
-        ax.set_xticks(range(len(e)), e["value"], rotation=30, ha="right", fontsize=8)
-        ax.set(title=axis, ylim=(0, 1.05), ylabel="mean test acc")
-    for ax in subplots[len(axes) :]:
-        ax.set_visible(False)
-    fig.tight_layout()
-    path = out / "axes.png"
-    fig.savefig(path, dpi=90)
-    return {"effect of each axis": path}
 
 
 def _configuration_means(df: pd.DataFrame) -> pd.DataFrame:
@@ -116,72 +60,9 @@ def _configuration_means(df: pd.DataFrame) -> pd.DataFrame:
     return means if "test_is_val" in means.columns else means.assign(test_is_val=False)
 
 
-def pareto_plot(df: pd.DataFrame, out: Path, axis: str = "strategy") -> dict[str, Path]:
-    """Test accuracy against training time, one panel per dataset (accuracies of different datasets
-    are not comparable), each with its own Pareto front; points are configurations, coloured by
-    ``axis``."""
-    points = _configuration_means(df)
-    if not len(points):
-        return {}
-    import numpy as np
-    from matplotlib.figure import Figure
-
-    datasets = list(dict.fromkeys(points["dataset"]))
-    colour_by = axis if axis in points.columns and axis != "dataset" else None
-    values = list(dict.fromkeys(points[colour_by])) if colour_by else []
-    ncols = min(len(datasets), 2)
-    nrows = -(-len(datasets) // ncols)
-    fig = Figure(figsize=(5.5 * ncols, 3.8 * nrows + 0.6))
-    axes = np.atleast_1d(fig.subplots(nrows, ncols)).ravel()
-    for ax, ds in zip(axes, datasets, strict=False):
-        g = points[points["dataset"] == ds]
-        for i, v in enumerate(values or [None]):
-            sub = g[g[colour_by] == v] if colour_by else g
-            name = str(v) if colour_by else "configurations"
-            ax.scatter(sub["train_time_s"], sub["test_acc"], s=12, alpha=0.7, color=f"C{i}", label=name)
-        front = g.set_index("cell").loc[pareto_front(g)].sort_values("train_time_s")
-        ax.plot(
-            front["train_time_s"],
-            front["test_acc"],
-            color="black",
-            linewidth=1,
-            linestyle="--",
-            marker="o",
-            markersize=3,
-            markerfacecolor="none",
-        )
-        if g["train_time_s"].max() > 20 * g["train_time_s"].min() > 0:
-            ax.set_xscale("log")
-        flag = " (test = val: optimistic)" if g["test_is_val"].any() else ""
-        ax.set_title(f"{ds}{flag}: {len(front)} on the front", fontsize=9)
-        ax.set(xlabel="train time (s)", ylabel="test accuracy")
-        ax.grid(alpha=0.3)
-    for ax in axes[len(datasets) :]:
-        ax.set_visible(False)
-    from matplotlib.lines import Line2D
-
-    handles, names = axes[0].get_legend_handles_labels()
-    front_line = Line2D(
-        [], [], color="black", linestyle="--", marker="o", markersize=3, markerfacecolor="none"
-    )
-    fig.legend(
-        [*handles, front_line],
-        [*names, "Pareto front"],
-        loc="lower center",
-        ncol=len(handles) + 1,
-        fontsize=8,
-        frameon=False,
-    )
-    fig.suptitle("accuracy vs training time (configurations: mean over seeds)", fontsize=11)
-    fig.tight_layout(rect=(0, 0.08 / nrows, 1, 1))
-    path = out / "pareto.png"
-    fig.savefig(path, dpi=90)
-    return {"accuracy vs train time": path}
-
-
 def cd_plot(ranks: RankResult, axis: str, out: Path) -> dict[str, Path]:
     """The critical-difference diagram of ``axis`` (none without a Nemenyi test)."""
-    from tlbench.stats import cd_diagram
+    from tlbench.figures.cd_diagram import cd_diagram
 
     path = cd_diagram(ranks, out / f"cd_{slug(axis)}.png")
     return {f"critical difference: {axis}": path} if path else {}

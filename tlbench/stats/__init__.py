@@ -30,7 +30,7 @@ Which statistic is used when
   critical-difference diagram.
 - **Learning curves** (``curves``): the t interval at every epoch, for a mean line and a band.
 
-All functions are pure (frames in, frames/dataclasses out); only ``cd_diagram`` draws.
+All functions are pure (frames in, frames/dataclasses out); the CD diagram is drawn by ``tlbench.figures.cd_diagram``.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from tlbench.stats.errors import StatsError
 from tlbench.stats.frames import AXES
 from tlbench.stats.intervals import Summary, format_mean_ci, summarize, summarize_frame
 from tlbench.stats.race_rule import Drop, race_decisions
-from tlbench.stats.ranks import RankResult, block_table, cd_diagram, rank_table
+from tlbench.stats.ranks import RankResult, block_table, rank_table
 
 __all__ = [
     "Drop",
@@ -52,7 +52,6 @@ __all__ = [
     "Summary",
     "TestResult",
     "block_table",
-    "cd_diagram",
     "curve_band",
     "format_mean_ci",
     "holm",

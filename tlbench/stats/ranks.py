@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import pandas as pd
 from scipy import stats
@@ -95,30 +94,3 @@ def rank_table(
         nemenyi = sp.posthoc_nemenyi_friedman(complete.reset_index(drop=True))
         nemenyi.index.name = nemenyi.columns.name = axis
     return RankResult(avg, n_blocks, dropped, stat, p, nemenyi, "; ".join(notes))
-
-
-def cd_diagram(result: RankResult, path: str | Path, *, title: str | None = None) -> Path | None:
-    """Draw ``scikit_posthocs.critical_difference_diagram`` to a PNG; None without a Nemenyi matrix.
-
-    Values joined by a bar are not significantly different (Nemenyi, alpha = 0.05).
-    """
-    if result.nemenyi is None:
-        return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import scikit_posthocs as sp
-    from matplotlib.figure import Figure
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    k = len(result.avg_ranks)
-    fig = Figure(figsize=(max(6.0, 1.2 * k), 1.0 + 0.4 * k))
-    ax = fig.subplots()
-    sp.critical_difference_diagram(result.avg_ranks, result.nemenyi, ax=ax)
-    ax.set_title(
-        title or f"Average rank over {result.n_blocks} blocks (Friedman p = {result.friedman_p:.3g})"
-    )
-    fig.savefig(path, dpi=150, bbox_inches="tight")  # the labels sit outside the axes
-    fig.clear()  # a bare Figure is never in pyplot's registry; clearing frees its artists now
-    return path

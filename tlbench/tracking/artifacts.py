@@ -35,7 +35,7 @@ def _write_per_class(result: Any, path: Path) -> None:
 def write_artifacts(client: Any, run_id: str, cell: Cell, result: Any, light: bool = False) -> None:
     """Write the files into a temporary folder, then log them in one call."""
     from tlbench.figures import run as plots
-    from tlbench.models.build import save_weights_dict
+    from tlbench.models.weights import save_weights_dict
 
     with tempfile.TemporaryDirectory(prefix="tlbench-") as tmp:
         d = Path(tmp)

@@ -17,13 +17,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import tlbench
-from tlbench.interrupts import UninterruptedClient
 from tlbench.tracking import tags
 from tlbench.tracking.artifacts import CHECKPOINT_ARTIFACT
 from tlbench.tracking.cellrun import CellRun
 from tlbench.tracking.claims import Claim, claim, claims_experiment, is_claimed, last_beat
+from tlbench.tracking.client import RaceSafeClient, UninterruptedClient
 from tlbench.tracking.heartbeat import is_dead, is_stale, owner_gone, owner_tags
-from tlbench.tracking.insert_races import RaceSafeClient
 from tlbench.tracking.view import experiment_view_tags, short_run_name
 
 if TYPE_CHECKING:
@@ -252,7 +251,7 @@ class Tracker:
         """The best checkpoint of any earlier FINISHED tlbench run (``weights: run:ID``), checked first."""
         from mlflow.exceptions import MlflowException
 
-        from tlbench.models.build import WeightsError
+        from tlbench.models.weights import WeightsError
 
         try:
             run = self.client.get_run(run_id)

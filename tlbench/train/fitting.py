@@ -13,8 +13,7 @@ from typing import Any
 
 import torch
 
-from tlbench.catalog.optimizers import build_optimizer, build_scheduler
-from tlbench.catalog.strategies import Phase, apply_phase, lbfgs_probe, set_train_mode
+from tlbench.catalog.strategies import Phase, lbfgs_probe
 from tlbench.cells import Cell
 from tlbench.data import DatasetSplits
 from tlbench.data.stream import loader_workers
@@ -22,8 +21,10 @@ from tlbench.models.build import trained_settings
 from tlbench.train.checkpoint import Checkpointer
 from tlbench.train.evaluation import adapt_batchnorm, evaluate
 from tlbench.train.features import open_store, split_features
+from tlbench.train.freezing import apply_phase, set_train_mode
 from tlbench.train.linear_eval import fit_probe, start_params
 from tlbench.train.loop import EpochTimer, NonFiniteWatch, Step, train_one_epoch
+from tlbench.train.optim import build_optimizer, build_scheduler
 from tlbench.train.result import NullReporter, Reporter, Result, RungReached, finished
 from tlbench.train.setup import Setup, prepare
 from tlbench.train.state import TrainState, rng_states, set_rng_states

@@ -1,6 +1,10 @@
-"""Writes that two processes may make to one run or experiment at once (workers finishing
-replicates of one summary, two ``tune`` processes sharing a study's parent run, machines joining a
-grid on a shared server) must not fail on the race.
+"""The MLflow client every tracker call goes through: ``client(uri)`` wraps MLflow's own twice.
+
+``UninterruptedClient``: every call completes before a Ctrl-C / SIGTERM takes effect (a half-made
+write could leave a run without its status). ``RaceSafeClient``: writes that two processes may
+make to one run or experiment at once (workers finishing replicates of one summary, two ``tune``
+processes sharing a study's parent run, machines joining a grid on a shared server) must not fail
+on the race.
 
 MLflow's SQL store inserts a new tag with ``session.merge``: two writers that both find the key
 absent both insert it, and the loser fails on the table's unique key. Its ``log_batch`` path
@@ -10,9 +14,12 @@ call, so the losing write is made again (it then finds the row and updates it).
 
 from __future__ import annotations
 
+import functools
 import random
 import time
 from typing import Any
+
+from tlbench.interrupts import uninterrupted
 
 # what the SQL stores say when an insert lost the race (SQLite, PostgreSQL, MySQL / MSSQL)
 _LOST_INSERT = ("UNIQUE constraint failed", "duplicate key value", "Duplicate entry", "IntegrityError")
@@ -47,3 +54,22 @@ class RaceSafeClient:
                 if attempt == 3 or not lost_insert_race(err):
                     raise
                 time.sleep(random.uniform(0.01, 0.1) * (attempt + 1))
+
+
+class UninterruptedClient:
+    """An ``MlflowClient`` whose every call completes before a Ctrl-C / SIGTERM takes effect."""
+
+    def __init__(self, client: Any):
+        self._client = client
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._client, name)
+        if not callable(attr):
+            return attr
+
+        @functools.wraps(attr)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            with uninterrupted():
+                return attr(*args, **kwargs)
+
+        return call

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from tlbench.report import plots, tables
+from tlbench.report import tables
+from tlbench.report.figures import report_figures
 
 
 def test_every_figure_from_hand_made_frames(tmp_path):
@@ -31,7 +32,7 @@ def test_every_figure_from_hand_made_frames(tmp_path):
         }
     )
     piv = tables.pivot(cells, ["dataset"], ["strategy"])
-    files = plots.figures(cells, history, piv, tables.axis_effects(cells), tmp_path)
+    files = report_figures(cells, history, piv, tables.axis_effects(cells), tmp_path)
     assert {k: p.name for k, p in files.items()} == {
         "learning curves: d": "curves_d.png",
         "learning curves: e f": "curves_e_f.png",
@@ -49,5 +50,5 @@ def test_no_finished_cells_no_figures(tmp_path):
     history = pd.DataFrame(columns=["cell", "dataset", "epoch", "metric", "value"])
     piv = pd.DataFrame({"lp": [float("nan")]}, index=["d"])
     effects = pd.DataFrame(columns=["axis", "value", "count", "mean", "std", "min", "max"])
-    assert plots.figures(cells, history, piv, effects, tmp_path) == {}
+    assert report_figures(cells, history, piv, effects, tmp_path) == {}
     assert list(tmp_path.iterdir()) == []
