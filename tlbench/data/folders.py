@@ -19,12 +19,11 @@ import numpy as np
 
 from tlbench.catalog.datasets import CATALOG, DatasetNotFoundError, RawSplits
 from tlbench.data.base import FileImages, decode_image
-from tlbench.data.splits import stratified_split
+from tlbench.data.splits import carve_test
 from tlbench.data.stream import should_stream
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 HYMENOPTERA_URL = "https://download.pytorch.org/tutorial/hymenoptera_data.zip"
-SPLIT_SEED = 0  # fixed: a folder's carved test split never depends on the grid's seed
 
 
 def _files(folder: Path) -> list[tuple[Path, str]]:
@@ -93,16 +92,16 @@ def load_tree(root: Path, image_size: int, test_ratio: float, stream: bool = Fal
                 notes["test"] = "no test/ folder: test = val"
             else:
                 x, y = arrays["train"]
-                keep, take = stratified_split(y, test_ratio, SPLIT_SEED)
+                keep, take, how = carve_test(y, test_ratio)
                 arrays["train"], arrays["test"] = (x[keep], y[keep]), (x[take], y[take])
-                notes["test"] = f"carved {test_ratio:.0%} of train (stratified, seed {SPLIT_SEED})"
+                notes["test"] = f"carved from train: {how}"
     else:
         items_all = _files(root)
         classes = sorted({c for _, c in items_all})
         x, y = (_lazy_all if stream else _decode_all)(items_all, classes, image_size)
-        keep, take = stratified_split(y, test_ratio, SPLIT_SEED)
+        keep, take, how = carve_test(y, test_ratio)
         arrays = {"train": (x[keep], y[keep]), "test": (x[take], y[take])}
-        notes["test"] = f"one folder: {test_ratio:.0%} test carved (stratified, seed {SPLIT_SEED})"
+        notes["test"] = f"one folder: test {how}"
     if not classes or len(arrays["train"][1]) == 0:
         raise DatasetNotFoundError(f"imagefolder: no images under {root} (expected CLASS/ folders of images)")
     if stream:

@@ -1,7 +1,9 @@
-"""Stratified, seeded index splits: carving val (or test) out of train, and train subsets.
+"""Stratified, seeded index splits: the one test carve, the val carve, and train subsets.
 
 Indices depend only on the labels and the seed (numpy's ``default_rng``), never on global RNG
-state, so a cell's splits are the same in every process and on every machine.
+state, so a cell's splits are the same in every process and on every machine. A test split carved
+where a source has none (digits, a one-folder ImageFolder, Caltech-101, SUN397, EuroSAT, ...) is
+carved here, with ``TEST_SEED``: it never moves with the grid's seeds.
 """
 
 from __future__ import annotations
@@ -62,6 +64,22 @@ def per_class_split(
         a.append(idx[:first])
         b.append(idx[first:] if second is None else idx[first : first + second])
     return np.sort(np.concatenate(a)), np.sort(np.concatenate(b))
+
+
+TEST_SEED = 0  # every carved test split: fixed, whatever the grid's (or a replicate's) seed
+
+
+def carve_test(
+    labels: np.ndarray, carve: float | tuple[int, int | None]
+) -> tuple[np.ndarray, np.ndarray, str]:
+    """(train rows, test rows, what was done) for a source without a test split: a stratified
+    fraction of every class (``0.2``), or ``(k, m)`` per class: k train and m test (None: the rest)."""
+    if isinstance(carve, tuple):
+        keep, take = per_class_split(labels, carve[0], carve[1], TEST_SEED)
+        rest = "the rest" if carve[1] is None else f"{carve[1]}"
+        return keep, take, f"{carve[0]} train and {rest} test per class (seed {TEST_SEED})"
+    keep, take = stratified_split(labels, carve, TEST_SEED)
+    return keep, take, f"{carve:.0%} of every class carved (stratified, seed {TEST_SEED})"
 
 
 class SizeError(TlbenchError, ValueError):

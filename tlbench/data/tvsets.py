@@ -26,10 +26,9 @@ from tlbench.catalog.torchvision import MANUAL, TvSet, tv_set
 from tlbench.data.base import FileImages, decode_image, square_pixels
 from tlbench.data.fetching import download_blocker, socket_timeout
 from tlbench.data.folders import count_images
-from tlbench.data.splits import per_class_split, stratified_split
+from tlbench.data.splits import carve_test
 from tlbench.data.stream import should_stream
 
-SPLIT_SEED = 0  # a carved test split never depends on the grid's seed
 GENERIC_TEST = 0.2  # the test fraction carved for a torchvision:Class without a test split
 _SPLIT_VALUES = {"train": ("train", "trainval", "training"), "val": ("val", "valid", "validation")}
 _SPLIT_VALUES["test"] = ("test", "testing")
@@ -176,16 +175,9 @@ def _class_names(ds: Any, labels: np.ndarray) -> list[str]:
 def _carve_test(tv: TvSet, splits: dict[str, tuple[Any, np.ndarray]]) -> str:
     """A test split carved from train with a fixed seed, where the source has none; the note."""
     x, y = splits["train"]
-    carve = tv.carve_test if tv.carve_test is not None else GENERIC_TEST
-    if isinstance(carve, tuple):
-        keep, take = per_class_split(y, carve[0], carve[1], SPLIT_SEED)
-        rest = "the rest" if carve[1] is None else f"{carve[1]}"
-        note = f"no official split: {carve[0]} train and {rest} test per class (seed {SPLIT_SEED})"
-    else:
-        keep, take = stratified_split(y, carve, SPLIT_SEED)
-        note = f"no official test split: {carve:.0%} of every class carved (seed {SPLIT_SEED})"
+    keep, take, how = carve_test(y, tv.carve_test if tv.carve_test is not None else GENERIC_TEST)
     splits["train"], splits["test"] = (x[keep], y[keep]), (x[take], y[take])
-    return note
+    return f"no official test split: {how}"
 
 
 def load(data_dir: Path, download: bool, *, name: str, image_size: int, **params: Any) -> RawSplits:

@@ -1,4 +1,5 @@
-"""What a feature-store key is made of: everything that can change a frozen backbone's features.
+"""What a feature-store key is made of, and where it is built: everything that can change a
+frozen backbone's features (``entry_keys``, one key per source split a cell reads).
 
 The backbone's weights enter as a digest of its loaded tensors (every parameter and buffer but the
 classifier's), which covers every source at once: a weight file's bytes, a hub tag at whatever
@@ -11,11 +12,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 import torch.nn as nn
+
+if TYPE_CHECKING:
+    from tlbench.cells import Cell
+    from tlbench.data import DatasetSplits, TensorSplit
 
 STORE_VERSION = "1"  # bump when extraction changes in a way no other field shows
 TRANSFORM = "resize-bilinear+normalize/v1"  # the deterministic eval transform (augment.make_augment)
@@ -76,3 +81,83 @@ def rows_digest(rows: np.ndarray | None) -> str:
         if rows is None
         else hashlib.sha1(np.ascontiguousarray(rows, dtype=np.int64).tobytes()).hexdigest()[:12]
     )
+
+
+def _sources(
+    data: DatasetSplits,
+) -> tuple[dict[str, TensorSplit], dict[str, tuple[str, np.ndarray | None]], str]:
+    """Source splits, where each of the cell's splits comes from (source, rows), and a fingerprint
+    of the source ("" where the pixels themselves are hashed)."""
+    o = data.origin
+    if o is None:  # splits built by hand: each is its own source
+        return (
+            {"train": data.train, "val": data.val, "test": data.test},
+            {k: (k, None) for k in ("train", "val", "test")},
+            "",
+        )
+    sources = {"train": o.train, "test": data.test}
+    rows: dict[str, tuple[str, np.ndarray | None]] = {
+        "train": ("train", o.train_rows),
+        "test": ("test", None),
+    }
+    if o.val_rows is None and o.val is not None:
+        sources["val"], rows["val"] = o.val, ("val", None)
+    else:
+        rows["val"] = ("train", o.val_rows)
+    return sources, rows, o.fingerprint
+
+
+def _fingerprint(split: TensorSplit, name: str, known: str) -> str:
+    if known:
+        return f"{known}|{name}|{len(split)}"
+    memo = split.__dict__.setdefault("_content_fp", None)  # hashed once per loaded split
+    if memo is None:
+        memo = split.__dict__["_content_fp"] = content_fingerprint(split.images, split.labels)
+    return memo
+
+
+def key_fields(cell: Cell, s: Any, data: DatasetSplits) -> dict[str, Any]:
+    """Everything but the source split that decides the features; ``s`` is the cell's training
+    setup (``tlbench.train.setup.Setup``: its model, size, normalisation, device, precision)."""
+    import timm
+
+    adapt = s.phases[0].adapt_bn
+    return {
+        "version": STORE_VERSION,
+        "torch": torch.__version__,
+        "timm": timm.__version__,
+        "dataset": data.name,  # the source's identity is the fingerprint; the name is for `cache ls`
+        "backbone": cell.backbone.name,
+        "model_kwargs": model_kwargs_for_key(dict(cell.backbone.model_kwargs)),
+        "weights": backbone_digest(s.model),
+        # AdaBN re-estimates BatchNorm on the cell's own train rows before the probe
+        "adapt_bn": {"train": data.notes.get("train_sha1", "own"), "batch": cell.train.batch_size}
+        if adapt
+        else None,
+        "image_size": s.size,
+        "mean": list(s.mean),
+        "std": list(s.std),
+        "transform": TRANSFORM,
+        "augmentation": cell.augmentation.name,
+        "device": s.device.type,
+        # CPU kernels may split work by thread: the count is part of what makes a result bit-exact
+        "threads": torch.get_num_threads() if s.device.type == "cpu" else None,
+        "precision": "bf16-autocast" if s.autocast else "fp32",
+        "channels_last": s.channels_last,
+        "eval_batch_size": cell.train.eval_batch_size,
+    }
+
+
+def entry_keys(
+    cell: Cell, s: Any, data: DatasetSplits, splits: tuple[str, ...]
+) -> tuple[dict[str, Any], dict[str, TensorSplit], dict[str, tuple[str, np.ndarray | None]], dict[str, str]]:
+    """The key of each source split the cell's ``splits`` are drawn from: (the fields every key
+    shares, the source splits, where each of the cell's splits comes from, source -> key)."""
+    sources, rows, known = _sources(data)
+    fields = key_fields(cell, s, data)
+    needed = sorted({rows[k][0] for k in splits})
+    keys = {
+        src: digest({**fields, "split": src, "source": _fingerprint(sources[src], src, known)})
+        for src in needed
+    }
+    return fields, sources, rows, keys

@@ -19,81 +19,10 @@ import torch
 
 from tlbench.cells import Cell
 from tlbench.data import DatasetSplits, TensorSplit
-from tlbench.features.keys import (
-    STORE_VERSION,
-    TRANSFORM,
-    backbone_digest,
-    content_fingerprint,
-    digest,
-    model_kwargs_for_key,
-)
+from tlbench.features.keys import entry_keys
 from tlbench.features.store import FeatureStore, default_root
 from tlbench.train.evaluation import extract_features
 from tlbench.train.setup import Setup, to_device
-
-
-def _sources(
-    data: DatasetSplits,
-) -> tuple[dict[str, TensorSplit], dict[str, tuple[str, np.ndarray | None]], str]:
-    """Source splits, where each of the cell's splits comes from (source, rows), and a fingerprint
-    of the source ("" where the pixels themselves are hashed)."""
-    o = data.origin
-    if o is None:  # splits built by hand: each is its own source
-        return (
-            {"train": data.train, "val": data.val, "test": data.test},
-            {k: (k, None) for k in ("train", "val", "test")},
-            "",
-        )
-    sources = {"train": o.train, "test": data.test}
-    rows: dict[str, tuple[str, np.ndarray | None]] = {
-        "train": ("train", o.train_rows),
-        "test": ("test", None),
-    }
-    if o.val_rows is None and o.val is not None:
-        sources["val"], rows["val"] = o.val, ("val", None)
-    else:
-        rows["val"] = ("train", o.val_rows)
-    return sources, rows, o.fingerprint
-
-
-def _fingerprint(split: TensorSplit, name: str, known: str) -> str:
-    if known:
-        return f"{known}|{name}|{len(split)}"
-    memo = split.__dict__.setdefault("_content_fp", None)  # hashed once per loaded split
-    if memo is None:
-        memo = split.__dict__["_content_fp"] = content_fingerprint(split.images, split.labels)
-    return memo
-
-
-def key_fields(cell: Cell, s: Setup, data: DatasetSplits) -> dict[str, Any]:
-    """Everything but the source split that decides the features (see README, "Feature store")."""
-    import timm
-
-    adapt = s.phases[0].adapt_bn
-    return {
-        "version": STORE_VERSION,
-        "torch": torch.__version__,
-        "timm": timm.__version__,
-        "dataset": data.name,  # the source's identity is the fingerprint; the name is for `cache ls`
-        "backbone": cell.backbone.name,
-        "model_kwargs": model_kwargs_for_key(dict(cell.backbone.model_kwargs)),
-        "weights": backbone_digest(s.model),
-        # AdaBN re-estimates BatchNorm on the cell's own train rows before the probe
-        "adapt_bn": {"train": data.notes.get("train_sha1", "own"), "batch": cell.train.batch_size}
-        if adapt
-        else None,
-        "image_size": s.size,
-        "mean": list(s.mean),
-        "std": list(s.std),
-        "transform": TRANSFORM,
-        "augmentation": cell.augmentation.name,
-        "device": s.device.type,
-        # CPU kernels may split work by thread: the count is part of what makes a result bit-exact
-        "threads": torch.get_num_threads() if s.device.type == "cpu" else None,
-        "precision": "bf16-autocast" if s.autocast else "fp32",
-        "channels_last": s.channels_last,
-        "eval_batch_size": cell.train.eval_batch_size,
-    }
 
 
 @dataclass
@@ -189,13 +118,8 @@ def open_store(cell: Cell, s: Setup, data: DatasetSplits, *, enabled: bool) -> S
     root = default_root(data.origin.root if data.origin else None)
     if root is None:
         return None
-    sources, rows, known = _sources(data)
-    needed = {rows[k][0] for k in ("train", "val", *(("test",) if all(s.cached) else ()))}
-    fields = key_fields(cell, s, data)
-    keys = {
-        src: digest({**fields, "split": src, "source": _fingerprint(sources[src], src, known)})
-        for src in sorted(needed)
-    }
+    splits = ("train", "val", *(("test",) if all(s.cached) else ()))
+    fields, sources, rows, keys = entry_keys(cell, s, data, splits)
     stored = StoredFeatures(FeatureStore(root), fields, sources, rows, keys)
     stored.lookup()
     return stored
