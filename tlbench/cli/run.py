@@ -181,10 +181,9 @@ def run(
 def _experiment(tracker: Any, name: str, cells: list[Any]) -> str:
     """The grid's experiment, with the saved view of its runs table that ``tlbench ui`` opens."""
     from tlbench.tracking.access import check_access
-    from tlbench.tracking.view import ensure_view
 
     experiment_id = check_access(tracker, name)  # a shared server: credentials and EDIT, before any cell
-    ensure_view(tracker.client, experiment_id, cells)
+    tracker.ensure_view(experiment_id, cells)
     return experiment_id
 
 

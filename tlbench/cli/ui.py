@@ -22,18 +22,17 @@ from tlbench.cli import common
 def _grid_urls(tracker: Any, base: str, grid: str | None) -> list[tuple[str, str]]:
     """(grid, runs-table URL) for ``grid`` or every grid experiment of the store; each one's
     experiment tagged and its saved view written first."""
-    from tlbench.tracking import tags
-    from tlbench.tracking.view import VIEW_KEY, VIEW_PREFIX, ensure_view, runs_url
+    from tlbench.tracking.view import VIEW_KEY, VIEW_PREFIX, runs_url
 
     if grid is not None:
         spec, cells, _ = common.load(grid, (), check_backbones=False)
         exp_id = tracker.experiment_id(spec.name)
-        ensure_view(tracker.client, exp_id, cells)
+        tracker.ensure_view(exp_id, cells)
         return [(spec.name, runs_url(base, exp_id))]
     out = []
-    for exp in tracker.client.search_experiments(filter_string=f"tags.`{tags.GRID}` != ''"):
+    for exp in tracker.grid_experiments():
         if VIEW_PREFIX + VIEW_KEY not in exp.tags:  # made before tlbench wrote views: all five axes
-            ensure_view(tracker.client, exp.experiment_id, [])
+            tracker.ensure_view(exp.experiment_id, [])
         out.append((exp.name, runs_url(base, exp.experiment_id)))
     return out
 

@@ -10,7 +10,7 @@
   after its node died): then it is waited for *in the driver*, never inside a worker slot or a
   Ray task. Once its claim ends, its FINISHED run counts as done, a FAILED one as failed, and one
   left KILLED or stale is taken over and resumed from its checkpoint.
-- **CUDA out of memory**: the same cell again, at half the batch size (down to 1), in a fresh
+- **CUDA out of memory** (``oom``): the same cell again, at half the batch size (down to 1), in a fresh
   process (no fragmented CUDA memory), as a new run with param ``oom_batch_size_from`` (what the
   grid asked) and tag ``tlbench.oom_retry``.
 - **A worker that died** (segfault, SIGKILL, the kernel's OOM killer): its run is marked KILLED,
@@ -27,18 +27,17 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 from tlbench.cells import Cell
+from tlbench.executor.oom import OOM_PARAM as OOM_PARAM  # re-exported: decided in executor/oom.py
+from tlbench.executor.oom import halved, retries_at_half_batch
 from tlbench.executor.options import RunOptions
 from tlbench.executor.racing import DROPPED, Race
-from tlbench.executor.runner import OOM_REASON, OWN_ATTEMPT, CellOutcome, Task
+from tlbench.executor.runner import OWN_ATTEMPT, CellOutcome, Task
 from tlbench.tracking import Tracker, tags
-
-OOM_PARAM = "oom_batch_size_from"
 
 
 def outcome_line(outcome: CellOutcome, seconds: float | None = None) -> str:
@@ -167,8 +166,11 @@ class Schedule:
     def record(self, task: Task, outcome: CellOutcome, seconds: float | None = None) -> None:
         """Apply the policy to a cell's outcome: retry at half the batch, wait, or report it."""
         self.running.discard(task.cell.name)
-        if outcome.reason == OOM_REASON and task.cell.train.batch_size > 1:
-            self.pending.appendleft(self._halved(task))
+        if retries_at_half_batch(task, outcome):
+            retry = halved(task)
+            bs, half = task.cell.train.batch_size, retry.cell.train.batch_size
+            self.say(f"[yellow]{task.cell.name}: out of memory at batch size {bs}; retrying with {half}[/]")
+            self.pending.appendleft(retry)
         elif outcome.status == "SKIPPED" and (outcome.reason == OWN_ATTEMPT or self._needed(task)):
             why = "its earlier attempt" if outcome.reason == OWN_ATTEMPT else "running in another process"
             self.say(f"  waiting for {task.cell.name} ({why})")
@@ -204,15 +206,6 @@ class Schedule:
         while self.race.dropped:
             self._record(self.race.dropped.pop(0))
 
-    def _halved(self, task: Task) -> Task:
-        bs = task.cell.train.batch_size
-        half = bs // 2
-        self.say(f"[yellow]{task.cell.name}: out of memory at batch size {bs}; retrying with {half}[/]")
-        cell = dataclasses.replace(task.cell, train=task.cell.train.model_copy(update={"batch_size": half}))
-        params = {**task.params, OOM_PARAM: task.params.get(OOM_PARAM, bs)}  # what the grid asked for
-        retry_tags = {**task.tags, tags.OOM_RETRY: f"batch size halved from {bs}"}
-        return Task(cell, task.attempts, params, retry_tags, fresh_process=True, pause_at=task.pause_at)
-
     # ------------------------------------------------------------------------------------------
     def poll_elsewhere(self) -> None:
         """Cells held elsewhere whose claim ended: done, failed, or taken over here."""
@@ -233,34 +226,22 @@ class Schedule:
                 self.pending.appendleft(task)
 
     def _newest_run(self, cell: Cell) -> Any | None:
-        runs = self.tracker.client.search_runs(
-            [self.options.experiment_id],
-            filter_string=f"tags.`{tags.CELL_ID}` = '{cell.id}'",
-            order_by=["start_time DESC"],
-            max_results=50,
-        )
-        return next((r for r in runs if r.data.tags.get(tags.VARIANT) == self.options.variant), None)
+        return self.tracker.newest_run(self.options.experiment_id, cell.id, self.options.variant)
 
     # ------------------------------------------------------------------------------------------
     def worker_died(
         self, task: Task, why: str, run_id: str | None, claim_id: str | None, retries: int
     ) -> None:
         """A worker process died mid-cell: free its claim, end its run, retry or give up."""
-        client = self.tracker.client
         if claim_id:
-            with contextlib.suppress(Exception):
-                client.delete_run(claim_id)
+            self.tracker.drop_claim(claim_id)
         self.running.discard(task.cell.name)
         task.attempts += 1
         final = task.attempts > retries
         if run_id:
             with contextlib.suppress(Exception):
-                client.set_tag(
-                    run_id,
-                    tags.REASON,
-                    why if not final else f"{why}; gave up after {task.attempts} attempts",
-                )
-                client.set_terminated(run_id, "FAILED" if final else "KILLED")
+                reason = why if not final else f"{why}; gave up after {task.attempts} attempts"
+                self.tracker.end_run(run_id, "FAILED" if final else "KILLED", reason)
         if final:
             self._record(CellOutcome(task.cell, "FAILED", run_id, reason=f"{why}, {task.attempts} times"))
         else:

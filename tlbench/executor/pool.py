@@ -340,9 +340,9 @@ def run_in_fresh_process(task: Task, tracker: Tracker, options: RunOptions) -> C
                     why = f"worker died ({describe_exit(w.proc.exitcode)})"
                     with contextlib.suppress(Exception):
                         if claim_id:
-                            tracker.client.delete_run(claim_id)
+                            tracker.drop_claim(claim_id)
                         if run_id:
-                            tracker.client.set_terminated(run_id, "FAILED")
+                            tracker.end_run(run_id, "FAILED", why)
                     return CellOutcome(task.cell, "FAILED", run_id, reason=why)
                 continue
             if event[0] == "run":

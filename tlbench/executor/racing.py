@@ -122,7 +122,7 @@ class Race:
     def _read_history(self, name: str, run_id: str) -> None:
         """Best of the cell's validation metric (``val_acc``, or the grid's ``metric:``) so far, per epoch."""
         metric = self.group_of[name].cells[name].val_metric
-        history = sorted(self.tracker.client.get_metric_history(run_id, metric), key=lambda m: m.step)
+        history = self.tracker.metric_history(run_id, metric)
         best, seen = -1.0, self.values.setdefault(name, {})
         for epoch, m in enumerate(history, start=1):
             best = max(best, m.value)
@@ -196,8 +196,7 @@ class Race:
                 tags.RACE_LEADER: drop.leader,
                 tags.RACE_REASON: drop.why,
             }
-            for key, value in marks.items():
-                self.tracker.client.set_tag(run_id, key, value)
+            self.tracker.set_tags(run_id, marks)
         metrics = {"race_val_acc": self.values[name][epoch], "epochs_trained": float(epoch)}
         reason = f"raced out at {rung} by {drop.rule}: {drop.why}; leader {drop.leader}"
         self.dropped.append(CellOutcome(cell, DROPPED, run_id, metrics, reason))

@@ -9,7 +9,6 @@ out-of-memory error, wait for a cell held elsewhere) is the executors' shared po
 
 from __future__ import annotations
 
-import os
 import tempfile
 import traceback
 from collections.abc import Callable
@@ -20,14 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from tlbench.cells import Cell
+from tlbench.executor.oom import OOM_REASON as OOM_REASON  # re-exported: decided in executor/oom.py
+from tlbench.executor.oom import simulate as simulate_oom
 from tlbench.executor.options import RunOptions
 from tlbench.tracking import CellRun, Claim, Tracker, tags
 from tlbench.tracking.claims import holder_session
 
-OOM_REASON = "oom"
 ELSEWHERE = "running elsewhere"  # another live process holds the cell's claim
 OWN_ATTEMPT = "held by an earlier attempt of this run"  # e.g. a Ray task whose node died
-SIMULATE_OOM_ENV = "TLBENCH_SIMULATE_OOM_ABOVE"  # fault injection for tests: "OOM" above this batch size
 
 
 @dataclass
@@ -178,16 +177,13 @@ def _train(
     ckpt: Any,
     pause_at: int | None,
 ) -> Any:
-    import torch
 
     from tlbench.train import MultiReporter, fit
 
     with tempfile.TemporaryDirectory(prefix="tlbench-src-") as tmp:
         weights_file = resolve_weights(cell, tracker, options.experiment_id, run, Path(tmp))
         data = load_cell_data(cell, options.data_dir)
-        limit = os.environ.get(SIMULATE_OOM_ENV)
-        if limit and cell.train.batch_size > int(limit):
-            raise torch.cuda.OutOfMemoryError(f"simulated: batch size {cell.train.batch_size} > {limit}")
+        simulate_oom(cell)
         return fit(
             cell,
             data,

@@ -64,7 +64,7 @@ def store_runs(tracker: Any) -> list[tuple[dict[str, str], dict[str, float], str
     """(params, metrics, device) of every finished tlbench cell run in the store, any grid."""
     from tlbench.tracking import tags
 
-    exps = [e.experiment_id for e in tracker.client.search_experiments()]
+    exps = tracker.experiment_ids()
     out = []
     for exp in exps:
         for run in tracker.runs(exp, "FINISHED"):

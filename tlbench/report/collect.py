@@ -107,7 +107,7 @@ def tuned_runs(cells: list[Cell], tracker: Tracker, experiment_id: str, df: pd.D
         if run is None:
             continue
         base_run_id = plain_run_ids.loc[cell.id]
-        base_params = tracker.client.get_run(base_run_id).data.params if base_run_id else {}
+        base_params = tracker.get_run(base_run_id).data.params if base_run_id else {}
         records.append(
             {
                 "id": cell.id,
@@ -130,9 +130,7 @@ def epoch_history(tracker: Tracker, df: pd.DataFrame, metrics: list[str] = EPOCH
     keys = [c for c in HISTORY_KEYS if c in done.columns]
     jobs = [(row, m) for row in done[["run_id", *keys]].to_dict("records") for m in metrics]
     with ThreadPoolExecutor(max_workers=8) as pool:  # one request per run and metric: overlap them
-        histories = list(
-            pool.map(lambda job: tracker.client.get_metric_history(job[0]["run_id"], job[1]), jobs)
-        )
+        histories = list(pool.map(lambda job: tracker.metric_history(job[0]["run_id"], job[1]), jobs))
     records = [
         {**{k: row[k] for k in keys}, "epoch": h.step, "metric": m, "value": h.value}
         for (row, m), history in zip(jobs, histories, strict=True)
@@ -143,17 +141,4 @@ def epoch_history(tracker: Tracker, df: pd.DataFrame, metrics: list[str] = EPOCH
 
 def log_to_mlflow(tracker: Tracker, experiment_id: str, grid: str, files: list[Path]) -> str:
     """Attach the report to the grid's parent run (created once, reused), under ``report/``."""
-    existing = tracker.client.search_runs(
-        [experiment_id], filter_string=f"tags.`{tags.GRID_REPORT}` = 'true'", max_results=1
-    )
-    if existing:
-        run_id = existing[0].info.run_id
-    else:
-        run = tracker.client.create_run(
-            experiment_id, run_name=f"grid:{grid}", tags={tags.GRID_REPORT: "true", tags.GRID: grid}
-        )
-        run_id = run.info.run_id
-        tracker.client.set_terminated(run_id, "FINISHED")
-    for f in files:
-        tracker.client.log_artifact(run_id, str(f), "report")
-    return run_id
+    return tracker.attach_report(experiment_id, grid, files)

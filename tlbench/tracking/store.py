@@ -11,7 +11,6 @@ import contextlib
 import functools
 import os
 import subprocess
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,7 +21,7 @@ from tlbench.tracking.artifacts import CHECKPOINT_ARTIFACT
 from tlbench.tracking.cellrun import CellRun
 from tlbench.tracking.claims import Claim, claim, claims_experiment, is_claimed, last_beat
 from tlbench.tracking.client import RaceSafeClient, UninterruptedClient
-from tlbench.tracking.heartbeat import is_dead, is_stale, owner_gone, owner_tags
+from tlbench.tracking.heartbeat import is_dead, owner_tags
 from tlbench.tracking.view import experiment_view_tags, short_run_name
 
 if TYPE_CHECKING:
@@ -65,7 +64,21 @@ def _git_commit() -> str | None:
 
 
 class Tracker:
-    """The MLflow store a grid's runs live in: experiments, cell runs, and finding them again."""
+    """The MLflow store a grid's runs live in: the one door to it (nothing outside ``tracking/``
+    touches MLflow's client).
+
+    Guarantees, which every executor relies on:
+
+    - **A RUNNING run has a live owner.** A cell run records its owner (host identity, PID and
+      start time) and beats while its process lives (``heartbeat``); a process that finds a
+      RUNNING run whose owner is provably gone from this host, or whose heartbeat went stale, marks
+      it KILLED (``reaping``), so no run stays RUNNING for ever.
+    - **FINISHED means complete**: final metrics, then artifacts, then the status (``CellRun``).
+    - **Exactly once**: of any number of processes claiming a cell, one gets it (``claims``); it
+      then continues the cell's KILLED or SCHEDULED run from its checkpoint, or starts a new one.
+    - **Writes survive Ctrl-C and races**: every call completes before an interrupt takes effect,
+      and writes two processes make at once do not fail on the race (``client``).
+    """
 
     def __init__(self, uri: str | None = None):
         from mlflow.tracking import MlflowClient
@@ -166,10 +179,6 @@ class Tracker:
                 done.setdefault(run.data.tags[tags.CELL_ID], run)
         return done
 
-    def _kill_stale(self, run: Any, reason: str) -> None:
-        self.client.set_tag(run.info.run_id, tags.REASON, reason)
-        self.client.set_terminated(run.info.run_id, "KILLED")
-
     def resumable_run(self, experiment_id: str, cell: Cell, variant: str | None = None) -> Any | None:
         """The cell's newest run if it was KILLED (interrupted, reaped, its worker died), is
         RUNNING without a heartbeat, or is SCHEDULED (paused or dropped by a race: the executor
@@ -185,27 +194,92 @@ class Tracker:
                 continue
             dead = run.info.status == "RUNNING" and is_dead(run.data.tags, last_beat(run))
             if dead:  # the caller holds the claim
-                self._kill_stale(run, "stale: its process is gone")
+                self.end_run(run.info.run_id, "KILLED", "stale: its process is gone")
                 return self.client.get_run(run.info.run_id)
             return run if run.info.status in ("KILLED", "SCHEDULED") else None
         return None
 
     def reap_stale(self, experiment_id: str, stale_after_s: float | None = None) -> list[str]:
-        """Mark KILLED every RUNNING cell run whose process is gone (SIGKILL, OOM-kill, a lost
-        node): at once when it was on this host and its PID is gone, else once its heartbeat
-        stopped; a run must never stay RUNNING for ever."""
-        now, reaped = time.time(), []
-        for run in self.runs(experiment_id, "RUNNING"):
-            if owner_gone(run.data.tags):
-                pid = run.data.tags.get(tags.PID)
-                self._kill_stale(run, f"its process (pid {pid} on this host) is gone")
-            elif is_stale(last_beat(run), now, stale_after_s):
-                silent = now - last_beat(run)
-                self._kill_stale(run, f"stale: no heartbeat for {silent:.0f}s (its process is gone)")
-            else:
-                continue
-            reaped.append(run.info.run_id)
-        return reaped
+        """RUNNING cell runs whose process is gone, marked KILLED (``tracking.reaping``)."""
+        from tlbench.tracking.reaping import reap_stale
+
+        return reap_stale(self, experiment_id, stale_after_s)
+
+    def newest_run(self, experiment_id: str, cell_id: str, variant: str | None = None) -> Any | None:
+        """The cell's newest run of that variant, whatever its state."""
+        runs = self.client.search_runs(
+            [experiment_id],
+            filter_string=f"tags.`{tags.CELL_ID}` = '{cell_id}'",
+            order_by=["start_time DESC"],
+            max_results=50,
+        )
+        return next((r for r in runs if r.data.tags.get(tags.VARIANT) == variant), None)
+
+    def get_run(self, run_id: str) -> Any:
+        return self.client.get_run(run_id)
+
+    def metric_history(self, run_id: str, key: str) -> list[Any]:
+        """A run's values of one metric, by step."""
+        return sorted(self.client.get_metric_history(run_id, key), key=lambda m: m.step)
+
+    def experiment_ids(self) -> list[str]:
+        return [e.experiment_id for e in self.client.search_experiments()]
+
+    def grid_experiments(self) -> list[Any]:
+        """The experiments of tlbench grids in this store."""
+        return list(self.client.search_experiments(filter_string=f"tags.`{tags.GRID}` != ''"))
+
+    # writing to runs ---------------------------------------------------------------------------
+    def set_tags(self, run_id: str, values: dict[str, str]) -> None:
+        from mlflow.entities import RunTag
+
+        self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in values.items()])
+
+    def end_run(self, run_id: str, status: str, reason: str = "") -> None:
+        """End a run (KILLED, FAILED, ...) with its reason as a tag: never left RUNNING."""
+        try:
+            if reason:
+                self.client.set_tag(run_id, tags.REASON, reason[:5000])
+        finally:
+            self.client.set_terminated(run_id, status)
+
+    def reopen(self, run_id: str) -> bool:
+        """A run RUNNING again (a study's parent taken over by this process); False if deleted."""
+        if self.client.get_run(run_id).info.lifecycle_stage != "active":
+            return False
+        self.client.update_run(run_id, status="RUNNING")
+        return True
+
+    def drop_claim(self, claim_run_id: str) -> None:
+        """Free a claim whose holder died (its worker process is gone): delete the claim run."""
+        with contextlib.suppress(Exception):
+            self.client.delete_run(claim_run_id)
+
+    def log_artifacts(self, run_id: str, folder: Path | str, path: str | None = None) -> None:
+        self.client.log_artifacts(run_id, str(folder), path)
+
+    def ensure_view(self, experiment_id: str, cells: list[Any]) -> None:
+        """The grid's saved runs view in MLflow's UI (``tracking.view``)."""
+        from tlbench.tracking.view import ensure_view
+
+        ensure_view(self.client, experiment_id, cells)
+
+    def attach_report(self, experiment_id: str, grid: str, files: list[Path]) -> str:
+        """The report's files on the grid's parent run (created once, reused), under ``report/``."""
+        existing = self.client.search_runs(
+            [experiment_id], filter_string=f"tags.`{tags.GRID_REPORT}` = 'true'", max_results=1
+        )
+        if existing:
+            run_id = existing[0].info.run_id
+        else:
+            run = self.client.create_run(
+                experiment_id, run_name=f"grid:{grid}", tags={tags.GRID_REPORT: "true", tags.GRID: grid}
+            )
+            run_id = run.info.run_id
+            self.client.set_terminated(run_id, "FINISHED")
+        for f in files:
+            self.client.log_artifact(run_id, str(f), "report")
+        return run_id
 
     # cell runs ---------------------------------------------------------------------------------
     def start_cell(

@@ -120,7 +120,7 @@ def _log_study_artifacts(study: optuna.Study, parent: CellRun, summary: StudySum
                 if fig is not None:
                     fig.savefig(d / f"{name}.png", dpi=90, bbox_inches="tight")
                     plt.close(fig)
-        parent.client.log_artifacts(parent.run_id, str(d))
+        parent.tracker.log_artifacts(parent.run_id, d)
 
 
 def _figure_of(ax: Any) -> Any:

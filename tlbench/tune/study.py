@@ -110,8 +110,7 @@ def _parent_run(
         run_id = study.user_attrs.get(tags.PARENT_RUN_ATTR)
     if run_id is not None:
         with contextlib.suppress(Exception):
-            if tracker.client.get_run(run_id).info.lifecycle_stage == "active":
-                tracker.client.update_run(run_id, status="RUNNING")
+            if tracker.reopen(run_id):
                 return CellRun(tracker, run_id, cell)
     space = search_space(cell)
     params = {

@@ -80,7 +80,7 @@ def run_trial(
         )
     except (KeyboardInterrupt, SystemExit):  # its run ended KILLED; the next process retries it
         if run_id:
-            tracker.client.set_tag(run_id[0], tags.TRIAL_STATE, "FAIL")
+            tracker.set_tags(run_id[0], {tags.TRIAL_STATE: "FAIL"})
         with contextlib.suppress(Exception):
             study.tell(trial, state=TrialState.FAIL)
             study.enqueue_trial(dict(trial.params), user_attrs={tags.RETRY_OF_ATTR: trial.number})
@@ -89,7 +89,7 @@ def run_trial(
         beat.stop(wait=True)
     state = {"FINISHED": "COMPLETE", "STOPPED": "PRUNED"}.get(outcome.status, "FAIL")
     if outcome.run_id:
-        tracker.client.set_tag(outcome.run_id, tags.TRIAL_STATE, state)
+        tracker.set_tags(outcome.run_id, {tags.TRIAL_STATE: state})
     if state == "COMPLETE":
         with uninterrupted():
             return study.tell(trial, outcome.metrics[f"best_{cell.val_metric}"], skip_if_finished=True)
