@@ -1,7 +1,8 @@
-"""tlbench's module structure: no import cycles, no module over 400 lines, no function over 80.
+"""tlbench's module structure: no import cycles, no module over 400 lines, no function over 80;
+packages by job, imported only downwards through the layers; MLflow's client behind tracking/.
 
-Cycles count function-local imports too (they only hide a cycle until the function runs);
-imports under ``if TYPE_CHECKING:`` do not (they never run).
+Cycles and layers count function-local imports too (they only hide a dependency until the
+function runs); imports under ``if TYPE_CHECKING:`` do not (they never run).
 """
 
 from __future__ import annotations
@@ -14,6 +15,24 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "tlbench"
 MAX_MODULE_LINES = 400
 MAX_FUNCTION_LINES = 80
+# The layers, lowest first: a package (or top-level module) imports only from its own layer or
+# below. Data flows spec -> cells -> data / models -> features -> train -> tracking (what a run
+# records) -> executor (which trains and records cells) -> tune / report / preflight -> api -> cli.
+LAYERS = (
+    ("errors", "registry", "security", "interrupts", "dburl"),  # ground-floor utilities
+    ("catalog", "stats"),  # torch-free registries of names; pure statistics
+    ("spec",),
+    ("cells", "figures"),
+    ("data", "models"),
+    ("features",),
+    ("train",),
+    ("tracking",),
+    ("executor",),
+    ("tune", "report", "preflight", "server"),
+    ("api", "grid"),  # the library's entry point; tlbench.grid: a re-export kept for scripts
+    ("cli",),
+)
+MAX_TOP_LEVEL_MODULES = 8  # beside __init__.py: the rest lives in packages named by their job
 
 
 def _modules() -> dict[str, Path]:
@@ -122,3 +141,42 @@ def test_modules_and_functions_stay_small(name):
         and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES
     ]
     assert long == [], f"{path}: {long}"
+
+
+def _top(name: str) -> str:
+    """The package (or top-level module) a dotted tlbench module name belongs to."""
+    parts = name.split(".")
+    return parts[1] if len(parts) > 1 else "__init__"
+
+
+def test_every_package_has_a_layer_and_imports_only_downwards():
+    layer = {pkg: i for i, pkgs in enumerate(LAYERS) for pkg in pkgs}
+    tops = {_top(m) for m in _modules()} - {"__init__"}
+    assert tops <= set(layer), f"packages without a layer: {sorted(tops - set(layer))}"
+    upward = sorted(
+        f"{src} -> {dst}"
+        for src, targets in _graph().items()
+        for dst in targets
+        if "__init__" not in (_top(src), _top(dst)) and layer[_top(dst)] > layer[_top(src)]
+    )
+    assert upward == [], upward
+
+
+def test_the_top_level_holds_few_modules():
+    top = sorted(p.stem for p in PACKAGE.glob("*.py") if p.stem != "__init__")
+    assert len(top) <= MAX_TOP_LEVEL_MODULES, top
+
+
+def test_only_tracking_and_the_server_touch_mlflows_client():
+    """The tracker is the seam: elsewhere nothing builds an ``MlflowClient`` or reads a ``.client``."""
+    found = []
+    for name, path in _modules().items():
+        if _top(name) in ("tracking", "server"):
+            continue
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Attribute) and node.attr == "client":
+                found.append(f"{name}:{node.lineno} .client")
+            if isinstance(node, ast.Name) and node.id == "MlflowClient":
+                found.append(f"{name}:{node.lineno} MlflowClient")
+    assert found == [], found

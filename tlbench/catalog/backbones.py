@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from tlbench.registry import UnknownNameError
 
+OWN_MODELS = ("seed_cnn",)  # tlbench's own timm models (tlbench.models.seed_cnn)
+
 
 def split_model_name_tag(name: str, no_tag: str = "") -> tuple[str, str]:
     """``'resnet50.a1_in1k'`` -> ``('resnet50', 'a1_in1k')``; ``no_tag`` when the name has none.
@@ -42,9 +44,9 @@ def hub_model_name(backbone: str, tag: str = "") -> str:
 
 def check_backbone_name(name: str) -> None:
     """Raise ``UnknownNameError`` (with did-you-mean) unless timm knows this model (``arch`` or ``arch.tag``)."""
+    if name in OWN_MODELS:  # registered in timm when tlbench.models builds one
+        return
     import timm
-
-    import tlbench.models.seed_cnn  # noqa: F401  (our own models, registered in timm)
 
     if not timm.is_model(name):
         raise UnknownNameError("backbone (timm model)", name, timm.list_models())
