@@ -72,3 +72,20 @@ print(json.dumps({"before": before, "after": "timm" in sys.modules}))
 """
     )
     assert result == {"before": False, "after": True}
+
+
+def test_the_package_its_api_and_the_command_line_import_no_torch_timm_or_mlflow():
+    result = _fresh(
+        f"""
+import json, sys
+import tlbench, tlbench.api
+from tlbench.cli import main
+grid = tlbench.load_grid("smoke")
+try:
+    main(["--help"])
+except SystemExit:
+    pass
+print(json.dumps({{"heavy": [m for m in {HEAVY!r} if m in sys.modules], "cells": len(grid.cells)}}))
+"""
+    )
+    assert result["heavy"] == [] and result["cells"] > 0

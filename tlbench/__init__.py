@@ -1,3 +1,34 @@
-"""tlbench: declare a transfer-learning grid, get every cell trained, tracked in MLflow and compared."""
+"""tlbench: declare a transfer-learning grid, get every cell trained, tracked in MLflow and compared.
+
+The library's entry points are ``tlbench.api``'s, re-exported here (imported on first use, so
+``import tlbench`` stays free of torch, timm and MLflow): ``load_grid``, ``expand_grid``,
+``run_grid``, ``tune_grid``, ``results``, ``report_grid``, ``ui_url``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
 
 __version__ = "0.1.0"
+
+_API = (
+    "Grid",
+    "Results",
+    "RunResult",
+    "expand_grid",
+    "load_grid",
+    "report_grid",
+    "results",
+    "run_grid",
+    "tune_grid",
+    "ui_url",
+)
+__all__ = ["__version__", *_API]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _API:
+        from tlbench import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'tlbench' has no attribute {name!r}")

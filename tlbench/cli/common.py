@@ -100,18 +100,12 @@ def check_workers(workers: str) -> None:
 def load(
     grid: str, select: tuple[str, ...], *, check_backbones: bool = True
 ) -> tuple[Any, list[Any], list[Any]]:
-    """The grid's spec, all its cells, and the selected ones (an empty selection is an error)."""
-    from tlbench.cells import expand
-    from tlbench.cells import select as select_cells
-    from tlbench.spec import load_grid, resolve_grid_path
+    """The grid's spec, all its cells, and the selected ones (``api.load_grid``; an empty
+    selection is an error)."""
+    from tlbench import api
 
-    path = resolve_grid_path(grid)
-    spec = load_grid(path, check_backbones=check_backbones)
-    cells = expand(spec, path)
-    chosen = select_cells(cells, select)
-    if select and not chosen:
-        fail(f"--select {' '.join(select)} matches none of the {len(cells)} cells of grid {spec.name!r}")
-    return spec, cells, chosen
+    g = api.load_grid(grid, check_backbones=check_backbones)
+    return g.spec, g.cells, g.select(select)
 
 
 def print_inputs(items: list[Any], title: str) -> None:

@@ -12,9 +12,7 @@ from tlbench.cli.common import (
     clean_errors,
     console,
     err_console,
-    fail,
     grid_option,
-    load,
     select_option,
     tracking_option,
 )
@@ -72,57 +70,29 @@ def report(
 ) -> None:
     """Comparison tables and plots of a grid's cells, from the MLflow store: means with 95 % CIs
     over seeds, the best per row and its statistical ties, one axis compared and ranked."""
-    from tlbench import report as rp
-    from tlbench.tracking import Tracker
-
-    fmts = [f.strip() for f in formats.split(",") if f.strip()]
-    bad = [f for f in fmts if f not in rp.FORMATS]
-    if bad:
-        fail(f"--format {bad[0]!r}: choose from {', '.join(rp.FORMATS)}")
-    row_axes, col_axes = [a.strip() for a in rows.split(",")], [a.strip() for a in cols.split(",")]
-    for a in row_axes + col_axes:
-        if a not in rp.AXES:
-            fail(f"--rows/--cols: unknown axis {a!r} (valid: {', '.join(rp.AXES)})")
-    spec, _, chosen = load(grid, select, check_backbones=False)
-    compare_axis = _compare_axis(compare, chosen)
-    tracker = Tracker(tracking_uri)
-    exp_id = tracker.experiment_id(spec.name)
-    out = Path(out_dir) if out_dir else Path("reports") / spec.name
-    rep = rp.build(
-        chosen,
-        tracker,
-        exp_id,
-        grid=spec.name,
-        rows=row_axes,
-        cols=col_axes,
-        out=out,
-        ci=ci,
-        agg=agg,
-        compare=compare_axis,
-    )
-    files = rp.write(rep, out, fmts)
-    _show(rep, spec.name)
-    if to_mlflow:
-        run_id = rp.log_to_mlflow(tracker, exp_id, spec.name, files)
-        err_console.print(f"report attached to MLflow run {run_id} (grid:{spec.name})", highlight=False)
-    err_console.print(f"wrote {', '.join(str(f) for f in files if f.suffix != '.png')}", highlight=False)
-
-
-def _compare_axis(compare: str, cells: list[Any]) -> str | None:
-    """The axis to compare: as asked (an axis with one value is an error, exit 2), except that the
-    default (strategy) is quietly left out for a grid with one strategy."""
-    import pandas as pd
-
-    from tlbench.report import ReportError, check_compare_axis
+    from tlbench import api
 
     explicit = click.get_current_context().get_parameter_source("compare") != ParameterSource.DEFAULT
-    try:
-        check_compare_axis(pd.DataFrame([c.axis_values() for c in cells]), compare)
-    except ReportError:
-        if explicit or compare != "strategy":
-            raise
-        return None
-    return compare
+    g = api.load_grid(grid)
+    rep = api.report_grid(
+        g,
+        select=select,
+        tracking_uri=tracking_uri,
+        rows=[a.strip() for a in rows.split(",")],
+        cols=[a.strip() for a in cols.split(",")],
+        ci=ci,
+        agg=agg,
+        compare=compare if explicit else "auto",
+        out=Path(out_dir) if out_dir else Path("reports") / g.name,
+        formats=[f.strip() for f in formats.split(",") if f.strip()],
+        to_mlflow=to_mlflow,
+    )
+    _show(rep, g.name)
+    if rep.mlflow_run_id:
+        err_console.print(
+            f"report attached to MLflow run {rep.mlflow_run_id} (grid:{g.name})", highlight=False
+        )
+    err_console.print(f"wrote {', '.join(str(f) for f in rep.files if f.suffix != '.png')}", highlight=False)
 
 
 def _show(rep: Any, grid: str) -> None:

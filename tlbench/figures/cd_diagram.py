@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from tlbench.stats import RankResult
 
 
-def cd_diagram(result: RankResult, path: str | Path, *, title: str | None = None) -> Path | None:
+def cd_diagram(
+    result: RankResult, path: str | Path, *, title: str | None = None, keep: dict[str, Any] | None = None
+) -> Path | None:
     """Draw ``scikit_posthocs.critical_difference_diagram`` to a PNG; None without a Nemenyi matrix.
 
     Values joined by a bar are not significantly different (Nemenyi, alpha = 0.05).
@@ -32,5 +34,8 @@ def cd_diagram(result: RankResult, path: str | Path, *, title: str | None = None
         title or f"Average rank over {result.n_blocks} blocks (Friedman p = {result.friedman_p:.3g})"
     )
     fig.savefig(path, dpi=150, bbox_inches="tight")  # the labels sit outside the axes
-    fig.clear()  # a bare Figure is never in pyplot's registry; clearing frees its artists now
+    if keep is not None:
+        keep["critical difference"] = fig
+    else:
+        fig.clear()  # a bare Figure is never in pyplot's registry; clearing frees its artists now
     return path

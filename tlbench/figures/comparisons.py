@@ -12,13 +12,19 @@ from typing import Any
 
 import pandas as pd
 
+from tlbench.figures import save_figure
+
 
 def _text(key: Any) -> str:
     return "/".join(map(str, key)) if isinstance(key, tuple) else str(key)
 
 
 def heatmap(
-    piv: pd.DataFrame, out: Path, best: pd.DataFrame | None = None, tie: pd.DataFrame | None = None
+    piv: pd.DataFrame,
+    out: Path,
+    best: pd.DataFrame | None = None,
+    tie: pd.DataFrame | None = None,
+    keep: dict[str, Any] | None = None,
 ) -> dict[str, Path]:
     """The test-accuracy pivot as a colour grid with each value written in (the row's best bold,
     its statistical ties †, when given); none if it is empty."""
@@ -44,12 +50,10 @@ def heatmap(
     fig.colorbar(im, ax=ax, label="test accuracy")
     ax.set_title("test accuracy (bold: row's best; †: not significantly different)", fontsize=9)
     fig.tight_layout()
-    path = out / "heatmap.png"
-    fig.savefig(path, dpi=90)
-    return {"accuracy heatmap": path}
+    return save_figure(fig, out / "heatmap.png", "accuracy heatmap", keep)
 
 
-def axis_bars(effects: pd.DataFrame, out: Path) -> dict[str, Path]:
+def axis_bars(effects: pd.DataFrame, out: Path, keep: dict[str, Any] | None = None) -> dict[str, Path]:
     """Mean test accuracy per value of each axis (error bar: std), one panel per axis, three a row."""
     if effects.empty:
         return {}
@@ -69,13 +73,15 @@ def axis_bars(effects: pd.DataFrame, out: Path) -> dict[str, Path]:
     for ax in subplots[len(axes) :]:
         ax.set_visible(False)
     fig.tight_layout()
-    path = out / "axes.png"
-    fig.savefig(path, dpi=90)
-    return {"effect of each axis": path}
+    return save_figure(fig, out / "axes.png", "effect of each axis", keep)
 
 
 def pareto_plot(
-    points: pd.DataFrame, fronts: dict[str, list[str]], out: Path, axis: str = "strategy"
+    points: pd.DataFrame,
+    fronts: dict[str, list[str]],
+    out: Path,
+    axis: str = "strategy",
+    keep: dict[str, Any] | None = None,
 ) -> dict[str, Path]:
     """Test accuracy against training time, one panel per dataset (accuracies of different datasets
     are not comparable), each with its own Pareto front (``fronts``: dataset -> the points' names
@@ -134,6 +140,4 @@ def pareto_plot(
     )
     fig.suptitle("accuracy vs training time (configurations: mean over seeds)", fontsize=11)
     fig.tight_layout(rect=(0, 0.08 / nrows, 1, 1))
-    path = out / "pareto.png"
-    fig.savefig(path, dpi=90)
-    return {"accuracy vs train time": path}
+    return save_figure(fig, out / "pareto.png", "accuracy vs train time", keep)

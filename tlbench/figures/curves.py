@@ -13,6 +13,7 @@ from typing import Any
 
 import pandas as pd
 
+from tlbench.figures import save_figure
 from tlbench.spec import AXIS_SINGULAR
 
 AXES = list(AXIS_SINGULAR.values())
@@ -74,7 +75,9 @@ def _panel(ax: Any, band: pd.DataFrame, title: str, drop: set[int]) -> None:
     )
 
 
-def learning_curves(history: pd.DataFrame, out: Path, axis: str = "strategy") -> dict[str, Path]:
+def learning_curves(
+    history: pd.DataFrame, out: Path, axis: str = "strategy", keep: dict[str, Any] | None = None
+) -> dict[str, Path]:
     """Validation accuracy per epoch: one figure per dataset, one panel per value of ``axis``."""
     import numpy as np
     from matplotlib.figure import Figure
@@ -99,7 +102,5 @@ def learning_curves(history: pd.DataFrame, out: Path, axis: str = "strategy") ->
         title = f"learning curves: {ds} (mean over seeds with a 95 % CI band; each panel its own y scale)"
         fig.suptitle(title, fontsize=11)
         fig.tight_layout()
-        path = out / f"curves_{slug(str(ds))}.png"
-        fig.savefig(path, dpi=90)
-        files[f"learning curves: {ds}"] = path
+        files.update(save_figure(fig, out / f"curves_{slug(str(ds))}.png", f"learning curves: {ds}", keep))
     return files

@@ -147,6 +147,14 @@ def build(
     if plots and out is not None:
         out.mkdir(parents=True, exist_ok=True)
         rep.plots = report_figures(
-            df, history, rep.pivot, effects, out, axis=compare or "strategy", ranks=ranks, table=table
+            df,
+            history,
+            rep.pivot,
+            effects,
+            out,
+            axis=compare or "strategy",
+            ranks=ranks,
+            table=table,
+            keep=rep.figures,
         )
     return rep

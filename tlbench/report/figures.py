@@ -8,7 +8,7 @@ the data allows and where each goes.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -31,18 +31,20 @@ def report_figures(
     axis: str = "strategy",
     ranks: RankResult | None = None,
     table: PivotTable | None = None,
+    keep: dict[str, Any] | None = None,
 ) -> dict[str, Path]:
     """Every figure the data allows, as title -> PNG file in ``out`` (in report order); ``axis``
-    splits the learning curves into panels and colours the Pareto plot."""
-    files = learning_curves(history, out, axis)
+    splits the learning curves into panels and colours the Pareto plot; ``keep`` collects the
+    figures themselves (title -> matplotlib Figure)."""
+    files = learning_curves(history, out, axis, keep)
     marks = (table.wide("best"), table.wide("tie")) if table is not None else (None, None)
-    files.update(heatmap(piv, out, *marks))
-    files.update(axis_bars(effects, out))
+    files.update(heatmap(piv, out, *marks, keep=keep))
+    files.update(axis_bars(effects, out, keep))
     points = _configuration_means(df)
     fronts = {ds: pareto_front(g) for ds, g in points.groupby("dataset", sort=False)} if len(points) else {}
-    files.update(pareto_plot(points, fronts, out, axis))
+    files.update(pareto_plot(points, fronts, out, axis, keep))
     if ranks is not None:
-        files.update(cd_plot(ranks, axis, out))
+        files.update(cd_plot(ranks, axis, out, keep))
     return files
 
 
@@ -60,9 +62,12 @@ def _configuration_means(df: pd.DataFrame) -> pd.DataFrame:
     return means if "test_is_val" in means.columns else means.assign(test_is_val=False)
 
 
-def cd_plot(ranks: RankResult, axis: str, out: Path) -> dict[str, Path]:
+def cd_plot(ranks: RankResult, axis: str, out: Path, keep: dict[str, Any] | None = None) -> dict[str, Path]:
     """The critical-difference diagram of ``axis`` (none without a Nemenyi test)."""
     from tlbench.figures.cd_diagram import cd_diagram
 
-    path = cd_diagram(ranks, out / f"cd_{slug(axis)}.png")
-    return {f"critical difference: {axis}": path} if path else {}
+    title, drawn = f"critical difference: {axis}", {} if keep is not None else None
+    path = cd_diagram(ranks, out / f"cd_{slug(axis)}.png", keep=drawn)
+    if keep is not None and drawn:
+        keep[title] = next(iter(drawn.values()))
+    return {title: path} if path else {}

@@ -91,6 +91,9 @@ class Report:
     race: pd.DataFrame = field(default_factory=pd.DataFrame)
     raced_out: pd.DataFrame = field(default_factory=pd.DataFrame)
     metric: str = "accuracy"  # what the tables rank by, in words (``metric_label``)
+    figures: dict[str, Any] = field(default_factory=dict)  # title -> matplotlib Figure (with ``out``)
+    files: list[Path] = field(default_factory=list)  # what ``write`` wrote
+    mlflow_run_id: str = ""  # the grid's parent run the files were attached to
 
     def status_counts(self) -> dict[str, int]:
         """How many cells are in each state, for the report's first line."""

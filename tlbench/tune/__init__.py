@@ -9,7 +9,7 @@ study's MLflow parent run, best params) and ``grid`` (``tlbench tune`` and ``run
 from __future__ import annotations
 
 from tlbench.tune.budget import counted, is_surplus, study_name
-from tlbench.tune.driver import run_tuned, start_helpers, stop_helpers, tune_grid, tuned_cells
+from tlbench.tune.driver import run_tuned, start_helpers, stop_helpers, tune_cells, tune_selected, tuned_cells
 from tlbench.tune.results import StudySummary, best_params, study_status, summarize
 from tlbench.tune.space import BATCH_SIZES, LR_RANGES, PRUNERS, make_pruner, search_space, with_hparams
 from tlbench.tune.storage import DEFAULT_STORAGE, TuneError, open_storage, resolve_storage_url
@@ -38,7 +38,8 @@ __all__ = [
     "study_status",
     "summarize",
     "tune_cell",
-    "tune_grid",
+    "tune_cells",
+    "tune_selected",
     "tuned_cells",
     "with_hparams",
 ]

@@ -1,6 +1,6 @@
 """Tuning a grid's cells (``tlbench tune``) and training them with what was found (``run --tuned``).
 
-``tune_grid`` runs each selected cell's study in this process and, with ``--workers N``, in
+``tune_cells`` runs each selected cell's study in this process and, with ``--workers N``, in
 N-1 helper processes started with the same arguments on the same storage: the studies are shared
 through the storage, so together they run exactly ``--trials`` trials per study.
 """
@@ -113,7 +113,7 @@ def one_per_configuration(cells: list[Cell]) -> list[Cell]:
     return out
 
 
-def tune_grid(
+def tune_cells(
     chosen: list[Cell],
     sources: list[Cell],
     *,
@@ -216,3 +216,78 @@ def run_tuned(
     outcomes = execute(sources, tracker, options, console=console, **backend) if sources else []
     tuned = dataclasses.replace(options, variant="tuned", extra_params=params)
     return outcomes + (execute(cells, tracker, tuned, console=console, **backend) if cells else [])
+
+
+def helper_argv(
+    grid: str, select: tuple[str, ...], trials: int, pruner: str, **options: str | None
+) -> list[str]:
+    """The same ``tlbench tune`` command, for the helper processes of ``workers`` N; the storage
+    URL (it may hold a database password) goes through their environment instead."""
+    argv = ["tune", "--grid", grid, "--trials", str(trials), "--pruner", pruner]
+    for pattern in select:
+        argv += ["--select", pattern]
+    for flag, value in options.items():
+        if value:
+            argv += [f"--{flag.replace('_', '-')}", str(value)]
+    return argv
+
+
+def tune_selected(
+    grid: Any,
+    chosen: list[Cell],
+    *,
+    trials: int,
+    select: tuple[str, ...],
+    pruner: str,
+    seed: int | None,
+    tracking_uri: str | None,
+    storage: str | None,
+    data_dir: str | None,
+    device: str,
+    workers: str,
+    console: Console,
+) -> list[StudySummary]:
+    """``tlbench tune`` (``api.tune_grid``): a grid's selected configurations, each its study of
+    ``trials`` trials, in this process and ``workers``-1 helpers sharing the studies."""
+    from tlbench.cells import with_dependencies
+    from tlbench.interrupts import sigterm_as_interrupt
+    from tlbench.tracking.access import check_access
+    from tlbench.tune.storage import STORAGE_ENV, open_storage, resolve_storage_url
+
+    chosen, untunable = split_untunable(chosen)
+    say_untunable(untunable, console)
+    if not chosen:
+        console.print("nothing to tune among the selected cells", highlight=False)
+        return []
+    sigterm_as_interrupt()
+    url = resolve_storage_url(storage)
+    open_storage(url)  # a bad URL fails here, before any training
+    tracker = Tracker(tracking_uri)
+    options = RunOptions(tracker.uri, check_access(tracker, grid.name), data_dir=data_dir, device=device)
+    argv = helper_argv(
+        str(grid.path), select, trials, pruner, tracking_uri=tracking_uri, data_dir=data_dir, device=device
+    )
+    helpers = start_helpers(workers, argv, seed, console, {STORAGE_ENV: url})  # the same studies
+    console.print(
+        f"tuning {len(one_per_configuration(chosen))} configuration(s) of grid [bold]{grid.name}[/], "
+        f"{trials} trials each → studies in {redact(url)}, runs in MLflow {tracker.uri}",
+        highlight=False,
+    )
+    chosen_ids = {c.id for c in chosen}
+    sources = [c for c in with_dependencies(chosen, grid.cells) if c.id not in chosen_ids]
+    try:
+        return tune_cells(
+            chosen,
+            sources,
+            tracker=tracker,
+            options=options,
+            trials=trials,
+            pruner=pruner,
+            seed=seed,
+            storage_url=url,
+            helpers=helpers,
+            console=console,
+        )
+    except KeyboardInterrupt:
+        stop_helpers(helpers)
+        raise
