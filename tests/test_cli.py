@@ -492,3 +492,22 @@ def test_an_lbfgs_probe_runs_once_as_one_rung_and_records_its_sweep(write_grid, 
     )
     assert tuned.exit_code == 0, tuned.output
     assert "not tuned" in tuned.output and "nothing to tune" in tuned.output
+
+
+def test_piped_output_keeps_each_record_on_one_line(write_grid, store):
+    """In a log or a pipe (no terminal), a cell's outcome is one line, never wrapped mid-record."""
+    import re
+
+    grid = write_grid()
+    proc = subprocess.run(
+        [sys.executable, "-m", "tlbench.cli", "run", "--grid", str(grid), "--tracking-uri", store],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "COLUMNS": "60"},
+    )
+    assert proc.returncode == 0, proc.stderr
+    (line,) = [ln for ln in proc.stderr.splitlines() if "✓" in ln]
+    assert re.fullmatch(
+        r"✓ synthetic/test_resnet/scratch/sgd/none  test_acc [\d.]+  best_val [\d.]+  [\d.]+s", line
+    ), line

@@ -48,7 +48,7 @@ def test_id_changes_with_content_and_defaults_are_filled():
 def test_recipe_version_is_part_of_every_id(monkeypatch):
     """Bumped when a default changes what cells train (#13: head init, BatchNorm mode): every
     id changes, so a store reruns its cells instead of mixing old and new results under one id."""
-    import tlbench.cells.expand as grid
+    import tlbench.cells.expansion as grid
 
     base = {c.name: c.id for c in expand(parse_grid(GRID))}
     monkeypatch.setattr(grid, "RECIPE", grid.RECIPE + 1)

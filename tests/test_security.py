@@ -86,9 +86,9 @@ def test_passwords_on_the_command_line_and_exposed_uis_are_refused():
 
 
 def test_tune_helpers_get_the_storage_through_their_environment_not_argv():
-    from tlbench.cli.tune import _helper_argv
+    from tlbench.tune.driver import helper_argv
 
-    argv = _helper_argv(
+    argv = helper_argv(
         "g.yaml", ("a/*",), 3, "median", tracking_uri="http://h:5000", data_dir=None, device="cpu"
     )
     assert "--storage" not in argv and argv[:3] == ["tune", "--grid", "g.yaml"]

@@ -249,3 +249,16 @@ def test_reported_numbers_are_fractions_with_a_protocol():
     assert spec.reported["*"].mean_per_class_acc == 0.61 and spec.reported["*"].protocol == "TF weights"
     err = _error(_with(reported={"*": {"mean_per_class_acc": 61.0}}))
     assert err.loc == "reported.*.mean_per_class_acc"
+
+
+def test_the_grid_reference_is_generated_from_the_schema_and_current():
+    """docs/grid-reference.md is the schema's own descriptions; every key has one."""
+    from tlbench.spec.reference import grid_reference
+
+    page = grid_reference()
+    assert (REPO / "docs" / "grid-reference.md").read_text() == page, (
+        "docs/grid-reference.md is stale: python -m tlbench.spec.reference > docs/grid-reference.md"
+    )
+    assert "|  |" not in page  # a key without a description
+    for key in ("`solver`", "`metric`", "`train_examples`", "`rungs`", "`mean_per_class_acc`", "`lp_ft`"):
+        assert key in page, key

@@ -19,7 +19,7 @@ MAX_FUNCTION_LINES = 80
 # below. Data flows spec -> cells -> data / models -> features -> train -> tracking (what a run
 # records) -> executor (which trains and records cells) -> tune / report / preflight -> api -> cli.
 LAYERS = (
-    ("errors", "registry", "security", "interrupts", "dburl"),  # ground-floor utilities
+    ("errors", "registry", "security", "interrupts", "dburl", "version"),  # ground-floor utilities
     ("catalog", "stats"),  # torch-free registries of names; pure statistics
     ("spec",),
     ("cells", "figures"),

@@ -17,11 +17,17 @@ torch, timm or MLflow: each function imports what it needs.
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tlbench.cells import expand, select, with_dependencies
 from tlbench.errors import TlbenchError
+from tlbench.interrupts import sigterm_as_interrupt
+from tlbench.spec import check_backbone_names, resolve_grid_path
+from tlbench.spec import load_grid as load_spec
+from tlbench.spec.race import RACE_AXES
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -69,8 +75,6 @@ class Grid:
 
     def select(self, patterns: list[str] | tuple[str, ...] | str | None = None) -> list[Cell]:
         """The cells matching any glob (a name, ``CONFIG@s1``, an id prefix); all without patterns."""
-        from tlbench.cells import select
-
         patterns = [patterns] if isinstance(patterns, str) else list(patterns or ())
         chosen = select(self.cells, patterns)
         if patterns and not chosen:
@@ -85,14 +89,8 @@ def load_grid(grid: str | Path | Grid, *, check_backbones: bool = False) -> Grid
     ``check_backbones`` also checks backbone names and tags against timm (imports torch)."""
     if isinstance(grid, Grid):
         if check_backbones:
-            from tlbench.spec import check_backbone_names
-
             check_backbone_names(grid.spec, grid.path)
         return grid
-    from tlbench.cells import expand
-    from tlbench.spec import load_grid as load_spec
-    from tlbench.spec import resolve_grid_path
-
     path = resolve_grid_path(str(grid))
     spec = load_spec(path, check_backbones=check_backbones)
     return Grid(spec, path, expand(spec, path))
@@ -130,12 +128,17 @@ class RunResult:
         return summary_frame((o.cell, o.status, o.metrics, o.reason) for o in self.outcomes)
 
 
-def _console(console: Console | None) -> Console:
-    if console is not None:
-        return console
+def progress_console(stderr: bool = True) -> Console:
+    """A rich console for progress and outcome lines: on a terminal it wraps at the terminal's
+    width; written to a file or a pipe (a log, CI) each line stays whole (one cell, one line)."""
     from rich.console import Console
 
-    return Console(stderr=True)
+    stream = sys.stderr if stderr else sys.stdout
+    return Console(stderr=stderr, soft_wrap=not stream.isatty())
+
+
+def _console(console: Console | None) -> Console:
+    return console if console is not None else progress_console()
 
 
 def _race_plan(
@@ -144,7 +147,6 @@ def _race_plan(
     """The race a run applies, or None: ``race`` / ``race_by`` over the grid's ``race:``."""
     from tlbench.executor.options import RacePlan
     from tlbench.executor.racing import check_plan
-    from tlbench.spec.race import RACE_AXES
 
     by = tuple(race_by) if race_by else None
     for axis in by or ():
@@ -186,15 +188,12 @@ def run_grid(
     """Train every (selected) cell of a grid, with the ``cell:`` sources they need, into MLflow;
     finished cells are skipped (``force`` reruns them). The options are ``tlbench run``'s."""
     from tlbench.executor import RunOptions, execute
-    from tlbench.interrupts import sigterm_as_interrupt
     from tlbench.tracking import Tracker
     from tlbench.tracking.access import check_access
     from tlbench.tracking.inputs import SYSTEM_METRICS_ENV
     from tlbench.tracking.summaries import update_summaries
 
     g = load_grid(grid, check_backbones=True)
-    from tlbench.cells import with_dependencies
-
     chosen = g.select(select)
     say = _console(console)
     os.environ[SYSTEM_METRICS_ENV] = str(system_metrics).lower()  # MLflow's own switch; workers inherit it

@@ -15,14 +15,14 @@ from tlbench.registry import Registry
 
 class SGDParams(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-    momentum: float = Field(0.9, ge=0, lt=1)
-    nesterov: bool = False
+    momentum: float = Field(0.9, ge=0, lt=1, description="momentum")
+    nesterov: bool = Field(False, description="Nesterov momentum")
 
 
 class AdamParams(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-    betas: tuple[float, float] = (0.9, 0.999)
-    eps: float = Field(1e-8, gt=0)
+    betas: tuple[float, float] = Field((0.9, 0.999), description="the moving averages' coefficients")
+    eps: float = Field(1e-8, gt=0, description="added to the denominator")
 
 
 @dataclass(frozen=True)

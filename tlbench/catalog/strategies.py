@@ -99,7 +99,9 @@ class FinetuneParams(_Params):
 class LpFtParams(_Params):
     lp_epochs: int | None = Field(None, ge=1, description="linear-probe epochs; default half of epochs")
     ft_lr_scale: float = Field(0.1, gt=0, description="fine-tune lr = lr * ft_lr_scale")
-    layer_decay: float | None = Field(None, gt=0, le=1)
+    layer_decay: float | None = Field(
+        None, gt=0, le=1, description="timm layer-wise lr decay of the fine-tune"
+    )
     # adapt by default: the probe's head is fit to features normalised by the running statistics,
     # and the fine-tune phase normalises by batch statistics; with the pretrained (source)
     # statistics that switch alone cost 14 points of val accuracy, with frozen statistics the

@@ -6,7 +6,7 @@ order), ``select`` (``--select`` globs and the sources a selection needs).
 """
 
 from tlbench.cells.cell import Cell
-from tlbench.cells.expand import RECIPE, expand
+from tlbench.cells.expansion import RECIPE, expand
 from tlbench.cells.select import select, with_dependencies
 
 __all__ = ["RECIPE", "Cell", "expand", "select", "with_dependencies"]

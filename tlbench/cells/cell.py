@@ -1,6 +1,6 @@
 """``Cell``: one experiment of a grid, fully resolved, as every later stage sees it (torch-free).
 
-Made by ``tlbench.cells.expand``; its ``id`` is the hash of what determines its result.
+Made by ``tlbench.cells.expansion``; its ``id`` is the hash of what determines its result.
 """
 
 from __future__ import annotations

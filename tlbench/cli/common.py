@@ -13,11 +13,13 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from tlbench.api import progress_console
 from tlbench.errors import TlbenchError
 
-# piped output (files, CI logs) gets wide tables instead of rich's 80-column default
+# piped output (files, CI logs) gets wide tables instead of rich's 80-column default, and lines
+# that are records (a cell's outcome, a message) are never wrapped mid-record
 console = Console(width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 200)
-err_console = Console(stderr=True)
+err_console = progress_console()
 
 
 def fail(message: str, code: int = 2) -> None:

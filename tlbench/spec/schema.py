@@ -80,10 +80,12 @@ class HeadConfig(_Strict):
     (``tlbench.models.heads.init_head_layer``): ``zero`` (default), ``normal`` (std 0.01) or ``pytorch``.
     """
 
-    type: Literal["linear", "mlp"] = "linear"
-    hidden: tuple[int, ...] = ()
-    dropout: float = Field(0.0, ge=0.0, lt=1.0)
-    init: Literal["zero", "normal", "pytorch"] = "zero"
+    type: Literal["linear", "mlp"] = Field("linear", description="linear, or an mlp with hidden layers")
+    hidden: tuple[int, ...] = Field((), description="mlp: the hidden layers' widths, e.g. [256]")
+    dropout: float = Field(0.0, ge=0.0, lt=1.0, description="dropout before each layer of the head")
+    init: Literal["zero", "normal", "pytorch"] = Field(
+        "zero", description="the logits layer's init: zero (BiT's), normal (std 0.01), pytorch (nn.Linear's)"
+    )
 
     @model_validator(mode="after")
     def _mlp_needs_hidden(self) -> HeadConfig:
@@ -95,19 +97,25 @@ class HeadConfig(_Strict):
 class TrainConfig(_Strict):
     """Training settings shared by a grid; any axis entry may override any of them."""
 
-    epochs: int = Field(10, ge=1)
-    batch_size: int = Field(64, ge=1)
-    eval_batch_size: int = Field(512, ge=1)
-    lr: float = Field(0.01, gt=0)
+    epochs: int = Field(10, ge=1, description="passes over the training set (all phases together)")
+    batch_size: int = Field(64, ge=1, description="training batch size")
+    eval_batch_size: int = Field(512, ge=1, description="batch size of evaluation and feature extraction")
+    lr: float = Field(0.01, gt=0, description="the learning rate (times every lr_scale)")
     lr_scale: float = Field(1.0, gt=0, description="multiplies lr; scales from several entries multiply")
-    weight_decay: float = Field(0.0, ge=0)
+    weight_decay: float = Field(
+        0.0, ge=0, description="weight decay (not on biases and norms: timm's groups)"
+    )
     image_size: int | None = Field(None, ge=8, description="input size; None = the backbone's default")
-    schedule: Literal["constant", "step", "cosine"] = "cosine"
-    warmup_epochs: int = Field(0, ge=0)
+    schedule: Literal["constant", "step", "cosine"] = Field(
+        "cosine", description="the lr schedule, stepped per update"
+    )
+    warmup_epochs: int = Field(0, ge=0, description="linear warmup from ~0 over this many epochs")
     step_size: int = Field(10, ge=1, description="epochs between decays of the step schedule")
     gamma: float = Field(0.1, gt=0, le=1, description="decay factor of the step schedule")
-    min_lr: float = Field(0.0, ge=0)
-    seed: int = 0
+    min_lr: float = Field(0.0, ge=0, description="the cosine schedule's floor")
+    seed: int = Field(
+        0, description="the cell's seed: init, batch order, augmentation (and data, unless data_seed)"
+    )
     data_seed: int | None = Field(
         None,
         description="draws the val carve and the subset / shots / train_examples; None = seed "
@@ -118,11 +126,13 @@ class TrainConfig(_Strict):
     train_examples: int | None = Field(
         None, ge=5, description="VTAB-1k style: N images of train, 80 % train + 20 % val (1000 -> 800 + 200)"
     )
-    val_fraction: float = Field(0.1, gt=0, lt=1)
-    label_smoothing: float = Field(0.0, ge=0, lt=1)
-    head: HeadConfig = HeadConfig()
+    val_fraction: float = Field(
+        0.1, gt=0, lt=1, description="val carved from train where the source has none"
+    )
+    label_smoothing: float = Field(0.0, ge=0, lt=1, description="of the training loss")
+    head: HeadConfig = Field(HeadConfig(), description="the new classifier (train.head below)")
     amp: bool = Field(True, description="bf16 autocast on CUDA (ignored on CPU)")
-    channels_last: bool = True
+    channels_last: bool = Field(True, description="channels_last memory format (faster convolutions on GPUs)")
 
     @model_validator(mode="after")
     def _one_size(self) -> TrainConfig:
@@ -201,9 +211,11 @@ def _name_shorthand(value: Any) -> Any:
 
 
 class _Entry(_Strict):
-    name: str = Field(min_length=1)
-    label: str | None = Field(None, min_length=1)
-    train: dict[str, Any] = Field(default_factory=dict)
+    name: str = Field(min_length=1, description="the registered name (a timm model for a backbone)")
+    label: str | None = Field(
+        None, min_length=1, description="the name in cell names and reports (default: name)"
+    )
+    train: dict[str, Any] = Field(default_factory=dict, description="training settings this entry overrides")
     tune: dict[str, Any] = Field(default_factory=dict, description="search space for `tlbench tune`")
     seeds: Seeds = Field(None, description="replicates: N (seeds 0..N-1) or a list of seeds")
 
@@ -223,7 +235,7 @@ class _Entry(_Strict):
 
 
 class DatasetEntry(_Entry):
-    params: dict[str, Any] = Field(default_factory=dict)
+    params: dict[str, Any] = Field(default_factory=dict, description="the dataset's params (Datasets below)")
     metric: Metric | None = Field(
         None, description="what this dataset's cells are ranked by: acc | mean_per_class_acc"
     )
@@ -235,11 +247,15 @@ class BackboneEntry(_Entry):
 
 
 class StrategyEntry(_Entry):
-    params: dict[str, Any] = Field(default_factory=dict)
+    params: dict[str, Any] = Field(
+        default_factory=dict, description="the strategy's params (Strategies below)"
+    )
 
 
 class OptimizerEntry(_Entry):
-    params: dict[str, Any] = Field(default_factory=dict)
+    params: dict[str, Any] = Field(
+        default_factory=dict, description="the optimizer's params (Optimizers below)"
+    )
 
 
 class AugmentationEntry(_Entry):
@@ -247,12 +263,14 @@ class AugmentationEntry(_Entry):
 
 
 class Axes(_Strict):
-    datasets: tuple[DatasetEntry, ...] | None = None
-    backbones: tuple[BackboneEntry, ...] | None = None
-    strategies: tuple[StrategyEntry, ...] | None = None
-    optimizers: tuple[OptimizerEntry, ...] | None = None
-    augmentations: tuple[AugmentationEntry, ...] | None = None
-    exclude: tuple[dict[str, str], ...] = ()
+    datasets: tuple[DatasetEntry, ...] | None = Field(None, description="the datasets axis (entries below)")
+    backbones: tuple[BackboneEntry, ...] | None = Field(None, description="timm models and their weights")
+    strategies: tuple[StrategyEntry, ...] | None = Field(None, description="how each backbone is adapted")
+    optimizers: tuple[OptimizerEntry, ...] | None = Field(None, description="sgd, adam, adamw")
+    augmentations: tuple[AugmentationEntry, ...] | None = Field(None, description="none, basic, strong")
+    exclude: tuple[dict[str, str], ...] = Field(
+        (), description="cells to leave out: rules of axis -> glob over labels or names, all must match"
+    )
 
     @field_validator("exclude")
     @classmethod
@@ -271,22 +289,22 @@ class Reported(_Strict):
     """Numbers published elsewhere for a cell (a paper's table, a seed report), shown beside
     tlbench's with its interval over seeds. Fractions in [0, 1]: a table's 93.6 % is 0.936."""
 
-    test_acc: float | None = Field(None, ge=0, le=1)
-    best_val_acc: float | None = Field(None, ge=0, le=1)
+    test_acc: float | None = Field(None, ge=0, le=1, description="test top-1 accuracy")
+    best_val_acc: float | None = Field(None, ge=0, le=1, description="validation accuracy")
     mean_per_class_acc: float | None = Field(None, ge=0, le=1, description="test mean per-class accuracy")
-    source: str = ""
+    source: str = Field("", description="where the number comes from (paper, table, row)")
     protocol: str | None = Field(None, description="what the published setup did differently from the cell")
 
 
 class Block(Axes):
     """A sub-grid: inherits the grid's axes and settings, overrides some (e.g. a source task)."""
 
-    name: str = Field(min_length=1)
+    name: str = Field(min_length=1, description="the block's name (tlbench ls, MLflow's block param)")
     metric: Metric | None = Field(
         None, description="what the block's cells are ranked by (default: the grid's)"
     )
-    train: dict[str, Any] = Field(default_factory=dict)
-    tune: dict[str, Any] = Field(default_factory=dict)
+    train: dict[str, Any] = Field(default_factory=dict, description="training settings of the block's cells")
+    tune: dict[str, Any] = Field(default_factory=dict, description="search space for `tlbench tune`")
     seeds: Seeds = Field(None, description="replicates: N (seeds 0..N-1) or a list of seeds")
     reported: dict[str, Reported] = Field(
         default_factory=dict, description="cell-name glob -> reported numbers"
@@ -296,16 +314,18 @@ class Block(Axes):
 
 
 class GridSpec(Axes):
-    name: str = ""
-    description: str = ""
+    name: str = Field("", description="the grid's name: its MLflow experiment (default: the file's name)")
+    description: str = Field("", description="one line, for `tlbench grids`")
     metric: Metric = Field(
         "acc", description="what cells are ranked and selected by: acc | mean_per_class_acc"
     )
-    train: dict[str, Any] = Field(default_factory=dict)
+    train: dict[str, Any] = Field(
+        default_factory=dict, description="training settings every cell starts from"
+    )
     tune: dict[str, Any] = Field(default_factory=dict, description="search space for `tlbench tune`")
     seeds: Seeds = Field(None, description="replicates: N (seeds 0..N-1) or a list of seeds")
     race: RaceConfig | None = Field(None, description="race the cells rung by rung (`tlbench run --race`)")
-    blocks: tuple[Block, ...] = ()
+    blocks: tuple[Block, ...] = Field((), description="sub-grids inheriting the axes above (blocks[] below)")
     reported: dict[str, Reported] = Field(
         default_factory=dict, description="cell-name glob -> reported numbers"
     )

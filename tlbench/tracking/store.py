@@ -15,7 +15,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import tlbench
 from tlbench.tracking import tags
 from tlbench.tracking.artifacts import CHECKPOINT_ARTIFACT
 from tlbench.tracking.cellrun import CellRun
@@ -23,6 +22,7 @@ from tlbench.tracking.claims import Claim, claim, claims_experiment, is_claimed,
 from tlbench.tracking.client import RaceSafeClient, UninterruptedClient
 from tlbench.tracking.heartbeat import is_dead, owner_tags
 from tlbench.tracking.view import experiment_view_tags, short_run_name
+from tlbench.version import __version__
 
 if TYPE_CHECKING:
     from tlbench.cells import Cell
@@ -354,7 +354,7 @@ def _cell_tags(
         tags.GRID: cell.grid,
         tags.CELL: cell.name,
         tags.CONFIG_ID: cell.config_id or cell.id,
-        tags.VERSION: tlbench.__version__,
+        tags.VERSION: __version__,
         **owner_tags(),
     }
     optional = {

@@ -126,12 +126,12 @@ def _environment() -> dict[str, Any]:
     """Provenance: what a replicate ran with, so replicates from different setups can be flagged."""
     import timm
 
-    import tlbench
+    from tlbench.version import __version__
 
     return {
         "env.torch": torch.__version__,
         "env.timm": timm.__version__,
-        "env.tlbench": tlbench.__version__,
+        "env.tlbench": __version__,
         "env.threads": torch.get_num_threads(),
     }
 
