@@ -57,3 +57,9 @@ def test_errors_raise_instead_of_exiting(write_grid, store):
         tlbench.load_grid("no-such-grid")
     with pytest.raises(TlbenchError, match="format 'pdf'"):
         tlbench.report_grid(grid, tracking_uri=store, formats=["pdf"])
+
+
+def test_the_package_re_exports_the_api():
+    assert set(tlbench._API) <= set(tlbench.api.__all__)
+    assert {f for f in tlbench.api.__all__ if f[0].islower()} <= set(tlbench._API)
+    assert tlbench.run_grid is tlbench.api.run_grid

@@ -2,7 +2,8 @@
 
 The library's entry points are ``tlbench.api``'s, re-exported here (imported on first use, so
 ``import tlbench`` stays free of torch, timm and MLflow): ``load_grid``, ``expand_grid``,
-``run_grid``, ``tune_grid``, ``results``, ``report_grid``, ``ui_url``.
+``validate_grid``, ``prefetch_grid``, ``run_grid``, ``tune_grid``, ``results``, ``report_grid``,
+``ui_url``.
 """
 
 from __future__ import annotations
@@ -17,11 +18,13 @@ _API = (
     "RunResult",
     "expand_grid",
     "load_grid",
+    "prefetch_grid",
     "report_grid",
     "results",
     "run_grid",
     "tune_grid",
     "ui_url",
+    "validate_grid",
 )
 __all__ = ["__version__", *_API]
 

@@ -14,11 +14,11 @@ from tlbench.cli import common
 @common.clean_errors
 def prefetch(grid: str, select: tuple[str, ...], data_dir: str | None) -> None:
     """Download every dataset and pretrained weight a grid needs (run it where there is internet)."""
-    from tlbench.preflight.prefetch import fetch
+    from tlbench import api
 
-    spec, _, chosen = common.load(grid, select)
-    results = fetch(chosen, data_dir)
-    common.print_inputs(results, f"grid {spec.name}: inputs")
+    g = api.load_grid(grid)
+    results = api.prefetch_grid(g, select=select, data_dir=data_dir)
+    common.print_inputs(results, f"grid {g.name}: inputs")
     failed = [r for r in results if not r.ok]
     if failed:
         common.fail(f"{len(failed)} input(s) could not be fetched (see above)", code=1)

@@ -17,14 +17,15 @@ from tlbench.cli import common
 @common.clean_errors
 def validate(grid: str, select: tuple[str, ...], data_dir: str | None, build: bool) -> None:
     """Check that every entry of a grid resolves, without training."""
-    from tlbench.preflight.prefetch import status
-    from tlbench.preflight.validate import validate_cells
+    from tlbench import api
 
-    spec, cells, chosen = common.load(grid, select)
-    common.print_inputs(status(chosen, data_dir), f"grid {spec.name}: inputs (local, or to be downloaded)")
-    problems = validate_cells(chosen, data_dir=data_dir, build=build, console=common.console)
+    g = api.load_grid(grid)
+    inputs, problems = api.validate_grid(
+        g, select=select, data_dir=data_dir, build=build, console=common.console
+    )
+    common.print_inputs(inputs, f"grid {g.name}: inputs (local, or to be downloaded)")
     if problems:
         for p in problems:
             common.err_console.print(f"[red]✗[/] {p}", highlight=False)
-        common.fail(f"grid {spec.name!r}: {len(problems)} problem(s)")
-    common.console.print(f"[green]grid {spec.name!r} is valid:[/] {len(chosen)} cells")
+        common.fail(f"grid {g.name!r}: {len(problems)} problem(s)")
+    common.console.print(f"[green]grid {g.name!r} is valid:[/] {len(g.select(select))} cells")

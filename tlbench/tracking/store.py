@@ -183,21 +183,15 @@ class Tracker:
         """The cell's newest run if it was KILLED (interrupted, reaped, its worker died), is
         RUNNING without a heartbeat, or is SCHEDULED (paused or dropped by a race: the executor
         decides whether to continue it): the next attempt continues it from its checkpoint."""
-        runs = self.client.search_runs(
-            [experiment_id],
-            filter_string=f"tags.`{tags.CELL_ID}` = '{cell.id}'",
-            order_by=["start_time DESC"],
-            max_results=200,
-        )
-        for run in runs:
-            if run.data.tags.get(tags.VARIANT) != variant:
-                continue
-            dead = run.info.status == "RUNNING" and is_dead(run.data.tags, last_beat(run))
-            if dead:  # the caller holds the claim
-                self.end_run(run.info.run_id, "KILLED", "stale: its process is gone")
-                return self.client.get_run(run.info.run_id)
-            return run if run.info.status in ("KILLED", "SCHEDULED") else None
-        return None
+        run = self.newest_run(experiment_id, cell.id, variant)
+        if run is None:
+            return None
+        if run.info.status == "RUNNING" and is_dead(
+            run.data.tags, last_beat(run)
+        ):  # the caller holds the claim
+            self.end_run(run.info.run_id, "KILLED", "stale: its process is gone")
+            return self.client.get_run(run.info.run_id)
+        return run if run.info.status in ("KILLED", "SCHEDULED") else None
 
     def reap_stale(self, experiment_id: str, stale_after_s: float | None = None) -> list[str]:
         """RUNNING cell runs whose process is gone, marked KILLED (``tracking.reaping``)."""
@@ -206,12 +200,13 @@ class Tracker:
         return reap_stale(self, experiment_id, stale_after_s)
 
     def newest_run(self, experiment_id: str, cell_id: str, variant: str | None = None) -> Any | None:
-        """The cell's newest run of that variant, whatever its state."""
+        """The cell's newest run of that variant, whatever its state (a study's trial runs carry
+        the cell's id too: enough are read that they cannot hide the plain run)."""
         runs = self.client.search_runs(
             [experiment_id],
             filter_string=f"tags.`{tags.CELL_ID}` = '{cell_id}'",
             order_by=["start_time DESC"],
-            max_results=50,
+            max_results=1000,
         )
         return next((r for r in runs if r.data.tags.get(tags.VARIANT) == variant), None)
 

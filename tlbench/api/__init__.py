@@ -1,0 +1,36 @@
+"""tlbench's Python API: what the ``tlbench`` command stands on, and what a notebook calls.
+
+    import tlbench
+    grid = tlbench.load_grid("smoke")                      # a shipped grid, or a path to a .yaml
+    run = tlbench.run_grid(grid, select=["digits-10pct/*"])
+    res = tlbench.results(grid)                            # pandas DataFrames
+    res.configurations                                     # mean ± CI over seeds per configuration
+    rep = tlbench.report_grid(grid, out="reports/smoke")   # every table, and the figures
+
+Nothing here exits the interpreter: a grid, a name or a file the user can fix raises a
+``TlbenchError`` with one clear message (the command line prints it and exits 2), Ctrl-C raises
+``KeyboardInterrupt`` after the current run is marked KILLED. Progress goes to a rich console
+(the terminal's, or the notebook's: rich renders there too). Importing this module imports no
+torch, timm or MLflow: each function imports what it needs.
+"""
+
+from tlbench.api.grids import Grid, SelectionError, expand_grid, load_grid, prefetch_grid, validate_grid
+from tlbench.api.results import Results, report_grid, results, ui_url
+from tlbench.api.runs import OptionError, RunResult, progress_console, run_grid, tune_grid
+
+__all__ = [
+    "Grid",
+    "OptionError",
+    "Results",
+    "RunResult",
+    "SelectionError",
+    "expand_grid",
+    "load_grid",
+    "prefetch_grid",
+    "report_grid",
+    "results",
+    "run_grid",
+    "tune_grid",
+    "ui_url",
+    "validate_grid",
+]

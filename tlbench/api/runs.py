@@ -1,0 +1,196 @@
+"""Running a grid from Python: every cell trained into MLflow (``run_grid``) or tuned
+(``tune_grid``), with progress on a rich console."""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tlbench.api.grids import Grid, load_grid
+from tlbench.cells import with_dependencies
+from tlbench.errors import TlbenchError
+from tlbench.interrupts import sigterm_as_interrupt
+from tlbench.spec.race import RACE_AXES
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from rich.console import Console
+
+
+class OptionError(TlbenchError, ValueError):
+    """Options that cannot go together or name nothing (``race_by`` an unknown axis, ...)."""
+
+
+@dataclass
+class RunResult:
+    """How every cell of a ``run_grid`` ended (``outcomes``: one per cell, in run order)."""
+
+    grid: str
+    tracking_uri: str
+    experiment_id: str
+    outcomes: list[Any]
+
+    @property
+    def failed(self) -> list[Any]:
+        return [o for o in self.outcomes if o.status == "FAILED"]
+
+    @property
+    def elsewhere(self) -> list[str]:
+        """Cells left to other live processes (the grid is complete once they finish)."""
+        from tlbench.executor.runner import ELSEWHERE
+
+        return [o.cell.name for o in self.outcomes if o.status == "SKIPPED" and o.reason == ELSEWHERE]
+
+    def frame(self) -> pd.DataFrame:
+        """One row per cell: its state, headline metrics and reason."""
+        from tlbench.report import summary_frame
+
+        return summary_frame((o.cell, o.status, o.metrics, o.reason) for o in self.outcomes)
+
+
+def progress_console(stderr: bool = True) -> Console:
+    """A rich console for progress and outcome lines: on a terminal it wraps at the terminal's
+    width; written to a file or a pipe (a log, CI) each line stays whole (one cell, one line)."""
+    from rich.console import Console
+
+    stream = sys.stderr if stderr else sys.stdout
+    return Console(stderr=stderr, soft_wrap=not stream.isatty())
+
+
+def _console(console: Console | None) -> Console:
+    return console if console is not None else progress_console()
+
+
+def _race_plan(
+    spec: Any, cells: list[Any], race: bool | None, race_by: list[str] | None, tuned: bool, path: Path
+) -> Any:
+    """The race a run applies, or None: ``race`` / ``race_by`` over the grid's ``race:``."""
+    from tlbench.executor.options import RacePlan
+    from tlbench.executor.racing import check_plan
+
+    by = tuple(race_by) if race_by else None
+    for axis in by or ():
+        if axis not in RACE_AXES:
+            raise OptionError(f"--race-by: unknown axis {axis!r} (valid: {', '.join(RACE_AXES)})")
+    on = race if race is not None else bool(by) or (spec.race is not None and spec.race.enabled)
+    if not on:
+        return None
+    if tuned:
+        raise OptionError("--race applies to plain runs; tuned runs (--tuned) train every cell to the end")
+    plan = RacePlan.from_config(spec.race, by)
+    check_plan(cells, plan, str(path))
+    return plan
+
+
+def run_grid(
+    grid: str | Path | Grid,
+    *,
+    select: list[str] | tuple[str, ...] | None = None,
+    tracking_uri: str | None = None,
+    data_dir: str | None = None,
+    device: str = "auto",
+    force: bool = False,
+    compile: bool = False,
+    feature_cache: bool = True,
+    workers: str | int = 1,
+    cells_per_gpu: int = 1,
+    retries: int = 2,
+    backend: str = "local",
+    address: str | None = None,
+    checkpoint_dir: str | None = None,
+    tuned: bool = False,
+    race: bool | None = None,
+    race_by: list[str] | None = None,
+    storage: str | None = None,
+    system_metrics: bool = True,
+    console: Console | None = None,
+) -> RunResult:
+    """Train every (selected) cell of a grid, with the ``cell:`` sources they need, into MLflow;
+    finished cells are skipped (``force`` reruns them). The options are ``tlbench run``'s."""
+    from tlbench.executor import RunOptions, execute
+    from tlbench.tracking import Tracker
+    from tlbench.tracking.access import check_access
+    from tlbench.tracking.inputs import SYSTEM_METRICS_ENV
+    from tlbench.tracking.summaries import update_summaries
+
+    g = load_grid(grid, check_backbones=True)
+    chosen = g.select(select)
+    say = _console(console)
+    os.environ[SYSTEM_METRICS_ENV] = str(system_metrics).lower()  # MLflow's own switch; workers inherit it
+    sigterm_as_interrupt()
+    todo = with_dependencies(chosen, g.cells)
+    plan = _race_plan(g.spec, todo, race, race_by, tuned, g.path)
+    tracker = Tracker(tracking_uri)
+    experiment_id = check_access(tracker, g.name)  # a shared server: credentials and EDIT, before any cell
+    tracker.ensure_view(experiment_id, g.cells)
+    options = RunOptions(
+        tracker.uri,
+        experiment_id,
+        data_dir=data_dir,
+        device=device,
+        checkpoint_dir=checkpoint_dir,
+        grid_file=str(g.path),
+        force=force,
+        compile=compile,
+        cache_features=feature_cache,
+        race=plan,
+    )
+    extra = len(todo) - len(chosen)
+    say.print(
+        f"grid [bold]{g.name}[/]: {len(todo)} cells"
+        + (f" ({extra} added as cell: sources)" if extra else "")
+        + f" → MLflow {tracker.uri} (experiment {g.name!r})"
+        + (f"; racing by {', '.join(plan.by)}" if plan else ""),
+        highlight=False,
+    )
+    backend_kw = dict(
+        backend=backend, workers=str(workers), cells_per_gpu=cells_per_gpu, retries=retries, address=address
+    )
+    if tuned:
+        from tlbench.tune import resolve_storage_url, run_tuned
+
+        url = resolve_storage_url(storage)
+        outcomes = run_tuned(chosen, todo, tracker, options, url, str(g.path), say, **backend_kw)
+    else:
+        outcomes = execute(todo, tracker, options, console=say, **backend_kw)
+    touched = {o.cell.config_id for o in outcomes}
+    update_summaries(tracker, experiment_id, [c for c in g.cells if c.config_id in touched])
+    return RunResult(g.name, tracker.uri, experiment_id, outcomes)
+
+
+def tune_grid(
+    grid: str | Path | Grid,
+    *,
+    trials: int,
+    select: list[str] | tuple[str, ...] | None = None,
+    pruner: str = "median",
+    seed: int | None = None,
+    tracking_uri: str | None = None,
+    storage: str | None = None,
+    data_dir: str | None = None,
+    device: str = "auto",
+    workers: str | int = 1,
+    console: Console | None = None,
+) -> list[Any]:
+    """An Optuna study of ``trials`` trials per (selected) configuration, over lr and batch size;
+    with ``workers`` N, N-1 helper processes share each study. Returns the studies' summaries."""
+    from tlbench.tune.driver import tune_selected
+
+    g = load_grid(grid, check_backbones=True)
+    return tune_selected(
+        g,
+        g.select(select),
+        trials=trials,
+        select=tuple(select or ()),
+        pruner=pruner,
+        seed=seed,
+        tracking_uri=tracking_uri,
+        storage=storage,
+        data_dir=data_dir,
+        device=device,
+        workers=str(workers),
+        console=_console(console),
+    )
