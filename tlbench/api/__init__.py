@@ -16,7 +16,7 @@ torch, timm or MLflow: each function imports what it needs.
 
 from tlbench.api.grids import Grid, SelectionError, expand_grid, load_grid, prefetch_grid, validate_grid
 from tlbench.api.results import Results, report_grid, results, ui_url
-from tlbench.api.runs import OptionError, RunResult, progress_console, run_grid, tune_grid
+from tlbench.api.runs import OptionError, RunResult, progress_console, run_grid, tune_grid  # noqa: F401 (the CLI's console)
 
 __all__ = [
     "Grid",
