@@ -8,8 +8,9 @@ import torch
 import tlbench.models.build  # noqa: F401  (registers tlbench.backbones)
 from tlbench.catalog.strategies import phases_for
 from tlbench.models.build import build_model
+from tlbench.models.parts import head_parameter_names
 from tlbench.spec import HeadConfig, TrainConfig, WeightsSpec
-from tlbench.train.freezing import apply_phase, head_parameter_names
+from tlbench.train.freezing import apply_phase
 
 
 def test_seed_cnn_is_a_timm_model():

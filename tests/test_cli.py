@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from click.testing import CliRunner
 from mlflow.entities import ViewType
 from mlflow.tracking import MlflowClient
@@ -224,6 +225,51 @@ def test_ctrl_c_marks_the_run_killed_and_the_next_run_completes(
     assert len(finished) == len(set(finished)) == 3
     assert client.get_run(running.info.run_id).info.status == "FINISHED"  # continued, not redone
     assert "RUNNING" not in {r.info.status for r in runs}
+
+
+LORA_GRID = """
+name: e2e
+train: {epochs: 30, batch_size: 32, image_size: 16, lr: 0.05, seed: 0}
+datasets:
+  - {name: synthetic, params: {classes: 4, train_per_class: 30, val_per_class: 8, test_per_class: 8, image_size: 16}}
+backbones: [{name: test_vit, weights: none}]
+strategies: [{name: lora, params: {r: 4}}]
+optimizers: [sgd]
+augmentations: [basic]
+"""
+
+
+@pytest.mark.slow
+def test_a_lora_cell_killed_by_sigterm_resumes_to_the_uninterrupted_result(
+    write_grid, store, tmp_path, monkeypatch
+):
+    """SIGTERM mid-cell, then `tlbench run` again: the LoRA run continues from its checkpoint and
+    ends with the metrics and the (merged, plain timm) weights of a run never interrupted."""
+    from safetensors.torch import load_file
+
+    grid = write_grid(LORA_GRID)
+    monkeypatch.setenv("TLBENCH_CHECKPOINTS", str(tmp_path / "ckpt"))
+    proc, running = _start_and_wait_mid_cell(grid, store, stdout=subprocess.PIPE)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out.decode()
+    assert _invoke("run", "--grid", str(grid), "--tracking-uri", store).exit_code == 0
+    clean = f"sqlite:///{tmp_path / 'clean' / 'mlflow.db'}"
+    assert _invoke("run", "--grid", str(grid), "--tracking-uri", clean).exit_code == 0
+    (resumed,), (whole,) = _runs(store, "e2e")[1], _runs(clean, "e2e")[1]
+    assert resumed.info.run_id == running.info.run_id and resumed.data.tags.get("tlbench.resumed_from_epoch")
+    keys = ("test_acc", "test_loss", "best_val_acc", "best_epoch", "params_trainable")
+    assert {k: resumed.data.metrics[k] for k in keys} == {k: whole.data.metrics[k] for k in keys}
+    weights = [
+        load_file(
+            MlflowClient(uri).download_artifacts(
+                r.info.run_id, "checkpoint/best.safetensors", str(tmp_path / d)
+            )
+        )
+        for uri, r, d in ((store, resumed, "a"), (clean, whole, "b"))
+    ]
+    assert not any("lora" in k for k in weights[0])
+    assert all(torch.equal(v, weights[1][k]) for k, v in weights[0].items())
 
 
 def test_weights_from_an_earlier_run(write_grid, store, tmp_path):

@@ -7,8 +7,9 @@ import timm
 import torch
 
 from tlbench.catalog.strategies import STRATEGIES, phases_for
+from tlbench.models.parts import head_parameter_names, stage_groups
 from tlbench.spec import TrainConfig
-from tlbench.train.freezing import apply_phase, head_parameter_names, set_train_mode, stage_groups
+from tlbench.train.freezing import apply_phase, set_train_mode
 
 
 @pytest.fixture(params=["test_resnet", "test_convnext", "test_vit"])
@@ -20,8 +21,20 @@ def _trainable(model) -> set[str]:
     return {n for n, p in model.named_parameters() if p.requires_grad}
 
 
-def test_registry_has_the_five_strategies():
-    assert STRATEGIES.names() == ["finetune", "linear_probe", "lp_ft", "partial", "scratch"]
+def test_registry_has_every_strategy():
+    assert STRATEGIES.names() == [
+        "bitfit",
+        "finetune",
+        "l2sp",
+        "linear_probe",
+        "lora",
+        "lp_ft",
+        "norm_tune",
+        "partial",
+        "scratch",
+        "vpt",
+        "wise_ft",
+    ]
 
 
 def test_linear_probe_trains_only_the_head(model):

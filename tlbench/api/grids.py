@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from tlbench.cells import expand, select
 from tlbench.errors import TlbenchError
+from tlbench.preflight.adapters import check_adapters
 from tlbench.spec import check_backbone_names, resolve_grid_path
 from tlbench.spec import load_grid as load_spec
 
@@ -48,14 +49,19 @@ class Grid:
 
 def load_grid(grid: str | Path | Grid, *, check_backbones: bool = False) -> Grid:
     """A grid by name (``benchmarks/grids/NAME.yaml`` here, else the shipped ones) or by path.
-    ``check_backbones`` also checks backbone names and tags against timm (imports torch)."""
+    ``check_backbones`` also checks backbone names and tags against timm, and LoRA targets and
+    VPT against each model's structure (imports torch)."""
     if isinstance(grid, Grid):
         if check_backbones:
             check_backbone_names(grid.spec, grid.path)
+            check_adapters(grid.spec, grid.cells, grid.path)
         return grid
     path = resolve_grid_path(str(grid))
     spec = load_spec(path, check_backbones=check_backbones)
-    return Grid(spec, path, expand(spec, path))
+    g = Grid(spec, path, expand(spec, path))
+    if check_backbones:  # what only a model's structure tells: LoRA targets, VPT's tokens
+        check_adapters(spec, g.cells, path)
+    return g
 
 
 def expand_grid(grid: str | Path | Grid, select: list[str] | tuple[str, ...] | None = None) -> list[Cell]:

@@ -9,104 +9,32 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar, Literal
+from typing import TYPE_CHECKING, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel
 
+from tlbench.catalog.strategy_params import (  # noqa: F401 (re-exported)
+    DEFAULT_ALPHAS,
+    LBFGS_IGNORES,
+    BiasParams,
+    BnMode,
+    FinetuneParams,
+    L2spParams,
+    LinearProbeParams,
+    LoraParams,
+    LpFtParams,
+    PartialParams,
+    Solver,
+    VptParams,
+    WiseFtParams,
+)
 from tlbench.registry import Registry
 
 if TYPE_CHECKING:
     from tlbench.spec import TrainConfig
 
 
-class _Params(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-BnMode = Literal["train", "frozen", "adapt"]
-_BN_HELP = (
-    "BatchNorm of the trained parts: train (batch statistics, running ones updated); frozen "
-    "(eval mode: the pretrained running statistics are used and kept; scale and shift still "
-    "train); adapt (the running statistics re-estimated on the target's training images before "
-    "the first epoch, AdaBN, then as train)"
-)
-
-
-# the settings an L-BFGS probe does not use: it solves a convex problem to convergence for each
-# L2 strength, full batch, instead of stepping an optimizer through epochs
-LBFGS_IGNORES = (
-    "epochs",
-    "batch_size",
-    "lr",
-    "lr_scale",
-    "weight_decay",
-    "schedule",
-    "warmup_epochs",
-    "step_size",
-    "gamma",
-    "min_lr",
-    "label_smoothing",
-)
-Solver = Literal["sgd", "lbfgs"]
-
-
-class LinearProbeParams(_Params):
-    """``linear_probe``: the head trained by the cell's optimizer (``sgd``, any optimizer of the
-    grid, epochs, lr) or fit as the papers' linear evaluation (``lbfgs``: Kornblith et al. 2019,
-    SimCLR, CLIP; ``tlbench.train.logreg``)."""
-
-    solver: Solver = Field(
-        "sgd",
-        description="sgd: the optimizer axis trains the head for the epochs; lbfgs: an "
-        "L2-regularised logistic regression per l2 value on the frozen features, l2 chosen on val",
-    )
-    l2: tuple[float, ...] | None = Field(
-        None,
-        description="lbfgs: the L2 strengths swept (λ of mean CE + λ/2 |W|^2; scikit-learn's "
-        "C = 1 / (λ n_train)); default 45 log-spaced values in [1e-6, 1e5] (Kornblith et al.)",
-    )
-    refit: bool = Field(True, description="lbfgs: refit on train + val at the chosen l2 (as the papers)")
-    max_iter: int = Field(1000, ge=1, description="lbfgs: L-BFGS iterations per l2 value at most")
-    tol: float = Field(
-        1e-6, gt=0, lt=1, description="lbfgs: converged when max |gradient| <= tol * its value at W = 0"
-    )
-
-    # added after recipe 2: left out of a cell's id at their defaults, so SGD probes keep theirs
-    ID_DEFAULTS_OMITTED: ClassVar[frozenset[str]] = frozenset({"solver", "l2", "refit", "max_iter", "tol"})
-
-    @field_validator("l2")
-    @classmethod
-    def _positive(cls, v: tuple[float, ...] | None) -> tuple[float, ...] | None:
-        if v is not None:
-            if not v:
-                raise ValueError("l2 needs at least one value, e.g. [1e-4, 1e-2, 1]")
-            bad = [x for x in v if not x > 0]
-            if bad:
-                raise ValueError(f"l2 values must be > 0 (an L2 strength), got {bad[0]}")
-        return v
-
-
-class PartialParams(_Params):
-    freeze_stages: int = Field(2, ge=0, description="stem + this many stages stay frozen")
-    bn: BnMode = Field("train", description=_BN_HELP)
-
-
-class FinetuneParams(_Params):
-    layer_decay: float | None = Field(None, gt=0, le=1, description="timm layer-wise lr decay")
-    bn: BnMode = Field("train", description=_BN_HELP)
-
-
-class LpFtParams(_Params):
-    lp_epochs: int | None = Field(None, ge=1, description="linear-probe epochs; default half of epochs")
-    ft_lr_scale: float = Field(0.1, gt=0, description="fine-tune lr = lr * ft_lr_scale")
-    layer_decay: float | None = Field(
-        None, gt=0, le=1, description="timm layer-wise lr decay of the fine-tune"
-    )
-    # adapt by default: the probe's head is fit to features normalised by the running statistics,
-    # and the fine-tune phase normalises by batch statistics; with the pretrained (source)
-    # statistics that switch alone cost 14 points of val accuracy, with frozen statistics the
-    # fine-tune phase diverged, with target statistics the switch is free (benchmarks/perf/README.md)
-    bn: BnMode = Field("adapt", description=_BN_HELP)
+Trainable = Literal["head", "partial", "all", "bias", "norm", "lora", "prompt"]
 
 
 @dataclass(frozen=True)
@@ -115,13 +43,16 @@ class Phase:
 
     name: str
     epochs: int
-    trainable: Literal["head", "partial", "all"]
+    trainable: Trainable
     lr: float
     freeze_stages: int = 0
     layer_decay: float | None = None
     bn_frozen: bool = False  # every BatchNorm stays in eval mode (its affine parameters may train)
     adapt_bn: bool = False  # BatchNorm statistics re-estimated on the train split before this phase
     solver: Solver = "sgd"  # lbfgs: the head is the L-BFGS linear evaluation (train.linear_eval)
+    lora: LoraParams | None = None  # trainable "lora": the adapters models.lora injects
+    prompts: VptParams | None = None  # trainable "prompt": the tokens models.prompts adds
+    l2sp: tuple[float, float] | None = None  # (alpha, beta) of train.regularizers.L2SP
 
 
 @dataclass(frozen=True)
@@ -221,6 +152,73 @@ _register(
 )
 _register(
     StrategyInfo(
+        "wise_ft",
+        "lp_ft, then the weights interpolated between the probe's and the fine-tuned ones at the "
+        "mixing weight best on val (WiSE-FT, Wortsman et al. 2022)",
+        WiseFtParams,
+        True,
+        _lp_ft,  # type: ignore[arg-type]
+    )
+)
+
+
+def _bn(p: BaseModel) -> dict[str, bool]:
+    return {"bn_frozen": p.bn == "frozen", "adapt_bn": p.bn == "adapt"}  # type: ignore[attr-defined]
+
+
+_register(
+    StrategyInfo(
+        "lora",
+        "LoRA through peft: low-rank updates of the attention/MLP linears (ViT) or the stages' convs "
+        "(ConvNet), the new head in full; merged into the weights for evaluation (Hu et al. 2022)",
+        LoraParams,
+        True,
+        lambda p, t: [Phase("lora", t.epochs, "lora", t.effective_lr, lora=p)],  # type: ignore[arg-type]
+    )
+)
+_register(
+    StrategyInfo(
+        "bitfit",
+        "only the biases and the head train; where the convs have no bias (ResNets) the "
+        "normalisation layers' shifts are the biases (Ben Zaken et al. 2022)",
+        BiasParams,
+        True,
+        lambda p, t: [Phase("bitfit", t.epochs, "bias", t.effective_lr, **_bn(p))],  # type: ignore[arg-type]
+    )
+)
+_register(
+    StrategyInfo(
+        "norm_tune",
+        "only the normalisation layers' scale and shift, and the head, train",
+        BiasParams,
+        True,
+        lambda p, t: [Phase("norm_tune", t.epochs, "norm", t.effective_lr, **_bn(p))],  # type: ignore[arg-type]
+    )
+)
+_register(
+    StrategyInfo(
+        "vpt",
+        "visual prompt tuning on a ViT: learnable tokens in the sequence (deep: before every block), "
+        "the head; the backbone frozen (Jia et al. 2022)",
+        VptParams,
+        True,
+        lambda p, t: [Phase("vpt", t.epochs, "prompt", t.effective_lr, prompts=p)],  # type: ignore[arg-type]
+    )
+)
+_register(
+    StrategyInfo(
+        "l2sp",
+        "fine-tune everything with an L2 pull towards the pretrained weights instead of weight "
+        "decay (L2-SP, Li et al. 2018)",
+        L2spParams,
+        True,
+        lambda p, t: [
+            Phase("l2sp", t.epochs, "all", t.effective_lr, l2sp=(p.alpha, p.beta), **_bn(p))  # type: ignore[attr-defined]
+        ],
+    )
+)
+_register(
+    StrategyInfo(
         "scratch",
         "random init, everything trains: the baseline transfer must beat",
         None,
@@ -236,6 +234,13 @@ def lbfgs_probe(name: str, params: dict) -> LinearProbeParams | None:
         return None
     p = LinearProbeParams.model_validate(params)
     return p if p.solver == "lbfgs" else None
+
+
+def wise_ft_alphas(name: str, params: dict) -> tuple[float, ...] | None:
+    """The mixing weights of a ``wise_ft`` cell's interpolation, else None."""
+    if name != "wise_ft":
+        return None
+    return WiseFtParams.model_validate(params).alphas
 
 
 def lbfgs_conflict(train: TrainConfig, augmentation: str, random: bool) -> str | None:

@@ -102,8 +102,9 @@ class CellRun:
         """
         last = result.history[-1]["epoch"] if result.history else 0
         metrics = result.final_metrics()
-        if "peak_mem_mb" in result.info:
-            metrics["peak_mem_mb"] = result.info["peak_mem_mb"]
+        for peak in ("peak_mem_mb", "peak_rss_mb"):  # CUDA's allocator; the process's resident set
+            if peak in result.info:
+                metrics[peak] = result.info[peak]
         self.log_metrics(metrics, step=int(last))
         self._log_extras(result)
         if background:

@@ -13,21 +13,24 @@ from typing import Any
 
 import torch
 
-from tlbench.catalog.strategies import Phase, lbfgs_probe
+from tlbench.catalog.strategies import Phase, lbfgs_probe, wise_ft_alphas
 from tlbench.cells import Cell
 from tlbench.data import DatasetSplits
 from tlbench.data.stream import loader_workers
 from tlbench.models.build import trained_settings
+from tlbench.models.lora import merge
 from tlbench.train.checkpoint import Checkpointer
 from tlbench.train.evaluation import adapt_batchnorm, evaluate
 from tlbench.train.features import open_store, split_features
-from tlbench.train.freezing import apply_phase, set_train_mode
+from tlbench.train.freezing import apply_phase, set_train_mode, trained_parts
 from tlbench.train.linear_eval import fit_probe, start_params
 from tlbench.train.loop import EpochTimer, NonFiniteWatch, Step, train_one_epoch
 from tlbench.train.optim import build_optimizer, build_scheduler
+from tlbench.train.regularizers import L2SP
 from tlbench.train.result import NullReporter, Reporter, Result, RungReached, finished
 from tlbench.train.setup import Setup, prepare
-from tlbench.train.state import TrainState, rng_states, set_rng_states
+from tlbench.train.state import TrainState, cpu_copy, rng_states, set_rng_states
+from tlbench.train.wise_ft import fit_wise_ft
 
 
 def fit(
@@ -84,10 +87,15 @@ def fit(
         if probe is not None:  # the papers' linear evaluation: one sweep instead of epochs
             return fit_probe(cell, s, data, probe, state, rep, total)
         timer, watch = EpochTimer(s.device), NonFiniteWatch(s.device)
+        alphas = wise_ft_alphas(cell.strategy.name, cell.strategy.params)
         for index, phase in enumerate(s.phases):
             if saved and index < state.phase:
                 continue  # done before the interruption
+            if alphas is not None and index == 1 and state.anchor is None:
+                state.anchor = cpu_copy(s.model)  # θ₀: the pretrained backbone with the probe's head
             _run_phase(cell, s, data.num_classes, index, phase, state, rep, checkpoint, timer, watch)
+        if alphas is not None:
+            return fit_wise_ft(cell, s, data, alphas, state, total)
         return _result(cell, s, data, state, total)
     finally:
         if s.stored is not None:
@@ -113,6 +121,7 @@ def _start_info(
         **data.params(),  # data.splits / val / shots / train_sha1 ...: what was official, carved, drawn
         "compile": compile,
         **trained_settings(s.model),
+        **trained_parts(s.model, s.phases, s.adapter),
         **_environment(),
         **(
             {"resumed_from_epoch": int(saved["epoch"]), "resumed_last_epoch": saved["history"][-1]}
@@ -145,7 +154,7 @@ def _phase_step(cell: Cell, s: Setup, phase: Phase, cached: bool, watch: NonFini
         cell.optimizer.name,
         cell.optimizer.params,
         lr=phase.lr,
-        weight_decay=cfg.weight_decay,
+        weight_decay=0.0 if phase.l2sp else cfg.weight_decay,  # L2-SP's penalty replaces it
         layer_decay=None if cached else phase.layer_decay,
     )
     return Step(
@@ -160,6 +169,7 @@ def _phase_step(cell: Cell, s: Setup, phase: Phase, cached: bool, watch: NonFini
         autocast=s.autocast,
         channels_last=s.channels_last,
         watch=watch,
+        penalty=L2SP(s.model, *phase.l2sp) if phase.l2sp else None,
     )
 
 
@@ -249,6 +259,9 @@ def _run_phase(
 def _result(cell: Cell, s: Setup, data: DatasetSplits, state: TrainState, total: int) -> Result:
     assert state.best_state is not None
     s.model.load_state_dict(state.best_state)
+    if s.adapter is not None:  # LoRA folded into the weights: a plain timm model is tested and saved
+        s.model = merge(s.adapter)
+        state.best_state = cpu_copy(s.model)
     if s.stored is not None and all(s.cached):  # the backbone never trained: the head on test features
         feats = s.stored.split("test", s, cell.train.eval_batch_size)
         test = evaluate(s.model.get_classifier(), s.test, features=feats, **s.eval_kw(cell, data.num_classes))  # type: ignore[operator]

@@ -1,13 +1,23 @@
 """Which parameters a phase trains, and which modules stay in eval mode while it does.
 
-Freezing uses timm's ``group_matcher`` so "the first k stages" means the same thing for a ResNet,
-a ConvNeXt or a ViT. Frozen parts are also kept in eval mode, so a linear probe does not update
-BatchNorm statistics (seed 000's S3 does exactly this).
+Which parameters are which part (stages by timm's ``group_matcher``, biases, norms, adapters,
+prompts) is ``models.parts``'s; here a phase's kind picks the parts that train. Frozen parts are
+also kept in eval mode, so a linear probe does not update BatchNorm statistics (seed 000's S3
+does exactly this).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
+
+from tlbench.models.parts import (
+    adapter_parameter_names,
+    bias_parameter_names,
+    head_parameter_names,
+    norm_parameter_names,
+    prompt_parameter_names,
+    stage_groups,
+)
 
 if TYPE_CHECKING:
     import torch.nn as nn
@@ -15,39 +25,39 @@ if TYPE_CHECKING:
     from tlbench.catalog.strategies import Phase
 
 
-def head_parameter_names(model: nn.Module) -> set[str]:
-    """Names of the classifier's parameters (whatever timm calls it: fc, head, head.fc, classifier)."""
-    head = model.get_classifier()  # type: ignore[operator]
-    ids = {id(p) for p in head.parameters()}
-    return {n for n, p in model.named_parameters() if id(p) in ids}
-
-
-def stage_groups(model: nn.Module) -> list[list[str]]:
-    """Parameter names per coarse group, in depth order: [stem, stage 1, ..., head/rest]."""
-    from timm.models import group_parameters
-
-    groups = group_parameters(model, model.group_matcher(coarse=True))  # type: ignore[operator]
-    return [list(names) for _, names in sorted(groups.items())]
-
-
 def apply_phase(model: nn.Module, phase: Phase) -> tuple[int, int]:
     """Set ``requires_grad`` for a phase; returns (trainable, total) parameter counts."""
+    names = trained_names(model, phase)
+    total = trainable = 0
+    for n, p in model.named_parameters():
+        p.requires_grad_(n in names)
+        total += p.numel()
+        trainable += p.numel() if n in names else 0
+    return trainable, total
+
+
+def trained_names(model: nn.Module, phase: Phase) -> set[str]:
+    """The parameters a phase trains: the head always; besides it, by ``phase.trainable``."""
+    every = {n for n, _ in model.named_parameters()}
     head = head_parameter_names(model)
-    if phase.trainable == "all":
-        frozen: set[str] = set()
-    elif phase.trainable == "head":
-        frozen = {n for n, _ in model.named_parameters() if n not in head}
-    else:
+    kind = phase.trainable
+    if kind == "all":
+        return every
+    if kind == "partial":
         groups = stage_groups(model)
         # the last group holds the head (and final norms); never freeze it
         k = min(phase.freeze_stages + 1, len(groups) - 1)
-        frozen = {n for g in groups[:k] for n in g} - head
-    total = trainable = 0
-    for n, p in model.named_parameters():
-        p.requires_grad_(n not in frozen)
-        total += p.numel()
-        trainable += p.numel() if n not in frozen else 0
-    return trainable, total
+        return every - ({n for g in groups[:k] for n in g} - head)
+    if kind == "bias":
+        layer_biases, norm_shifts = bias_parameter_names(model)
+        return head | layer_biases | norm_shifts
+    if kind == "norm":
+        return head | norm_parameter_names(model)
+    if kind == "lora":
+        return head | adapter_parameter_names(model)
+    if kind == "prompt":
+        return head | prompt_parameter_names(model)
+    return head
 
 
 def set_train_mode(model: nn.Module, phase: Phase | None = None) -> None:
@@ -70,3 +80,31 @@ def set_train_mode(model: nn.Module, phase: Phase | None = None) -> None:
             visit(child)
 
     visit(model)
+
+
+def trained_parts(model: nn.Module, phases: list[Phase], adapter: object = None) -> dict[str, object]:
+    """What a run records of its strategy's trained parts, where a name alone would not say it."""
+    out: dict[str, object] = {}
+    for phase in phases:
+        if phase.trainable == "bias":
+            layer, norm = (names - head_parameter_names(model) for names in bias_parameter_names(model))
+            out["bitfit.layer_biases"] = len(layer)
+            out["bitfit.norm_shifts"] = len(norm)
+            out["bitfit.biases"] = (
+                "layer biases and norm shifts"
+                if layer
+                else "norm shifts only: the layers have no bias, so the norms' shifts are the biases"
+            )
+        elif phase.trainable == "norm":
+            out["norm_tune.tensors"] = len(norm_parameter_names(model))
+        elif phase.trainable == "prompt":
+            out["vpt.prompt_params"] = sum(
+                p.numel() for n, p in model.named_parameters() if n.startswith("vpt.")
+            )
+        elif phase.lora is not None and adapter is not None:
+            from tlbench.models.lora import adapted_layers
+
+            out.update(adapted_layers(model))
+        if phase.l2sp is not None:
+            out["l2sp.weight_decay"] = "off: the L2-SP penalty replaces it"
+    return out

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from tlbench.catalog.strategies import LinearProbeParams
+from tlbench.catalog.strategy_params import LinearProbeParams
 from tlbench.cells import Cell
 from tlbench.data import DatasetSplits
 from tlbench.train import logreg

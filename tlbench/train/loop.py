@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -84,6 +85,7 @@ class Step:
     autocast: bool
     channels_last: bool
     watch: NonFiniteWatch
+    penalty: Callable[[], torch.Tensor] | None = None  # added to the loss (L2-SP); not in train_loss
 
 
 def train_one_epoch(
@@ -113,12 +115,13 @@ def train_one_epoch(
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=step.autocast):
                 logits = step.forward(x)
         loss = F.cross_entropy(logits.float(), y, label_smoothing=step.label_smoothing)
-        if step.watch.bad(loss):  # before the step: the weights of the last good step stay
+        objective = loss + step.penalty() if step.penalty is not None else loss
+        if step.watch.bad(objective):  # before the step: the weights of the last good step stay
             raise NonFiniteLossError(
                 f"training loss became non-finite at update {updates + 1} (epoch {epoch})"
             )
         step.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        objective.backward()
         step.optimizer.step()
         updates += 1
         step.scheduler.step_update(num_updates=updates)

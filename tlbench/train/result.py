@@ -129,6 +129,7 @@ class Result:
             "images_per_s": self.images_per_s,
             "params_trainable": float(self.params_trainable),
             "params_total": float(self.params_total),
+            "params_trainable_frac": self.params_trainable / max(self.params_total, 1),
             "epochs_trained": float(len(self.history)),
             "device_s": self.device_s,
             **self.metrics,

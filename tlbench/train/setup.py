@@ -21,6 +21,7 @@ from tlbench.cells import Cell
 from tlbench.data import AUGMENTATIONS, DatasetSplits, TensorSplit, make_augment
 from tlbench.models.build import build_model, data_config
 from tlbench.train.evaluation import batches
+from tlbench.train.resources import peak_rss_mb, reset_peak_rss
 
 
 def pick_device(requested: str | None = None) -> torch.device:
@@ -69,6 +70,7 @@ class Setup:
     cached: list[bool]  # per phase: trains the head on features computed once
     steps_per_epoch: int
     stored: Any = None  # train.features.StoredFeatures: the shared feature store, when used
+    adapter: Any = None  # peft's LoRA tuner (models.lora), merged into the model at the end
 
     def info(self) -> dict[str, Any]:
         """What a cell's ``Result`` records of its setup (and its peak memory on CUDA)."""
@@ -81,6 +83,7 @@ class Setup:
         }
         if self.device.type == "cuda":
             out["peak_mem_mb"] = torch.cuda.max_memory_allocated(self.device) / 2**20
+        out["peak_rss_mb"] = peak_rss_mb()
         return out
 
     def eval_kw(self, cell: Cell, num_classes: int) -> dict[str, Any]:
@@ -104,6 +107,21 @@ def _build(cell: Cell, num_classes: int, weights_file: Path | None) -> nn.Module
     )
 
 
+def _adapt(model: nn.Module, phases: list[Phase], name: str) -> Any:
+    """The LoRA layers or VPT tokens a strategy trains, added once, before the model moves."""
+    tuner = None
+    for phase in phases:
+        if phase.lora is not None:
+            from tlbench.models.lora import add_lora
+
+            tuner = add_lora(model, phase.lora)
+        if phase.prompts is not None:
+            from tlbench.models.prompts import add_prompts
+
+            add_prompts(model, phase.prompts, name)
+    return tuner
+
+
 def prepare(
     cell: Cell,
     data: DatasetSplits,
@@ -118,7 +136,10 @@ def prepare(
     dev = device if isinstance(device, torch.device) else pick_device(device)
     cfg = cell.train
     gen = seed_everything(cfg.seed)
+    reset_peak_rss()
     model = _build(cell, data.num_classes, weights_file)
+    phases = phases_for(cell.strategy.name, cell.strategy.params, cfg)
+    adapter = _adapt(model, phases, cell.backbone.name)
     dcfg = data_config(model)
     size = cfg.image_size or int(dcfg["input_size"][-1])
     mean, std = tuple(dcfg["mean"]), tuple(dcfg["std"])
@@ -129,10 +150,13 @@ def prepare(
     model.to(dev)
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
+        if adapter is not None:  # peft's DoRA views its conv weights as matrices: keep them contiguous
+            for name, p in model.named_parameters():
+                if ".lora_" in name:
+                    p.data = p.data.contiguous()
     # augmentation draws on the training device: no host round-trip per step on a GPU
     aug_gen = gen if dev.type == "cpu" else torch.Generator(device=dev).manual_seed(cfg.seed)
     train, val, test = (to_device(s, dev) for s in (data.train, data.val, data.test))
-    phases = phases_for(cell.strategy.name, cell.strategy.params, cfg)
     return Setup(
         model=model,
         forward=torch.compile(model) if compile else model,
@@ -153,4 +177,5 @@ def prepare(
         # an L-BFGS probe is fit on features whatever --no-feature-cache says (it has no other way)
         cached=[(cache_features or p.solver == "lbfgs") and can_cache_features(cell, p) for p in phases],
         steps_per_epoch=len(batches(len(train), cfg.batch_size, torch.arange(len(train)))),
+        adapter=adapter,
     )

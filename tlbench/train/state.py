@@ -64,6 +64,7 @@ class TrainState:
     # this attempt's clock (``tick`` brings it up to date)
     device_time: float = 0.0
     pause_at: int | None = None  # a racing rung: stop after this many epochs (checkpoint kept)
+    anchor: dict[str, torch.Tensor] | None = None  # wise_ft's θ₀: the weights after its probe phase
     _clock: tuple[float, float] = (0.0, 0.0)
 
     def start_clock(self) -> None:
@@ -120,6 +121,7 @@ class TrainState:
             "images_seen": self.images_seen,
             "max_trainable": self.max_trainable,
             "device_time": self.tick(),
+            **({"anchor": self.anchor} if self.anchor is not None else {}),
         }
 
     @classmethod
@@ -138,4 +140,5 @@ class TrainState:
             updates=int(ckpt["updates"]),
             device_time=float(ckpt.get("device_time", 0.0)),  # absent before racing (#18)
             saved={k: ckpt[k] for k in ("model", "optimizer", "scheduler", "rng")},
+            anchor=ckpt.get("anchor"),
         )
