@@ -13,6 +13,7 @@ import torch.nn as nn
 
 import tlbench.models.seed_cnn  # noqa: F401  (registers our own backbones in timm)
 from tlbench.catalog.backbones import hub_model_name
+from tlbench.catalog.strategies import Phase
 from tlbench.models.heads import set_head
 from tlbench.models.hub import fail_fast_if_unreachable
 from tlbench.models.weights import WeightsError, create_with_filter, load_backbone_weights
@@ -81,3 +82,19 @@ def data_config(model: nn.Module) -> dict[str, Any]:
     from timm.data import resolve_model_data_config
 
     return resolve_model_data_config(model)
+
+
+def add_strategy_modules(model: nn.Module, phases: list[Phase], name: str) -> Any:
+    """The LoRA layers or VPT tokens a strategy trains, added once (before the model moves);
+    returns peft's tuner for a LoRA model (``models.lora.merge`` folds it back), else None."""
+    tuner = None
+    for phase in phases:
+        if phase.lora is not None:
+            from tlbench.models.lora import add_lora
+
+            tuner = add_lora(model, phase.lora)
+        if phase.prompts is not None:
+            from tlbench.models.prompts import add_prompts
+
+            add_prompts(model, phase.prompts, name)
+    return tuner

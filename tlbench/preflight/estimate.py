@@ -12,6 +12,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 from tlbench.catalog.datasets import AUGMENTATIONS
+from tlbench.catalog.strategy_params import DEFAULT_ALPHAS
 from tlbench.catalog.torchvision import tv_set
 from tlbench.cells import Cell
 
@@ -86,6 +87,12 @@ def train_images(cell: Cell) -> int | None:
     return max(1, round(n * (t.subset or 1.0)))
 
 
+# forward passes' worth of compute per training image: a full backward is ~2 forwards (inputs'
+# and weights' gradients); a frozen backbone with parameters inside (biases, norms, LoRA, prompts)
+# still needs the inputs' gradients all the way down, not the frozen weights': ~1 forward
+PASSES = {"linear_probe": 1.2, "bitfit": 2.0, "norm_tune": 2.0, "lora": 2.1, "vpt": 2.1}
+
+
 def cell_flops(cell: Cell) -> float | None:
     """Training FLOPs of a cell (None when the dataset size is unknown before loading)."""
     n = train_images(cell)
@@ -98,8 +105,11 @@ def cell_flops(cell: Cell) -> float | None:
     )
     if frozen_cached:
         return n * fwd * 1.1  # one pass over train (+ val), then a head on features
-    per_image = fwd * (1.2 if cell.strategy.name == "linear_probe" else 3.0)
-    return n * cell.train.epochs * per_image * 1.1  # + ~10% for the val pass each epoch
+    per_image = fwd * PASSES.get(cell.strategy.name, 3.0)
+    flops = n * cell.train.epochs * per_image * 1.1  # + ~10% for the val pass each epoch
+    if cell.strategy.name == "wise_ft":  # each alpha: a BatchNorm pass over train, val and test
+        flops += n * fwd * 1.5 * len(cell.strategy.params.get("alphas") or DEFAULT_ALPHAS)
+    return flops
 
 
 def gpu_hours(flops: float) -> float:

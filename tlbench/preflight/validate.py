@@ -149,7 +149,7 @@ def validate_cells(
 def _check_builds(cells: list[Cell], classes: dict[str, int], say: Any, problems: list[str]) -> None:
     """Each distinct backbone built once (random init) with its strategy's phases applied."""
     from tlbench.catalog.strategies import phases_for
-    from tlbench.models.build import build_model
+    from tlbench.models.build import add_strategy_modules, build_model
     from tlbench.train.freezing import apply_phase
 
     seen_models: set[tuple] = set()
@@ -172,7 +172,9 @@ def _check_builds(cells: list[Cell], classes: dict[str, int], say: Any, problems
                 head=c.train.head,
                 model_kwargs=c.backbone.model_kwargs,
             )
-            for phase in phases_for(c.strategy.name, c.strategy.params, c.train):
+            phases = phases_for(c.strategy.name, c.strategy.params, c.train)
+            add_strategy_modules(model, phases, c.backbone.name)
+            for phase in phases:
                 trainable, total = apply_phase(model, phase)
                 if trainable == 0:
                     raise ValueError(f"phase {phase.name} leaves nothing to train")

@@ -19,7 +19,7 @@ import torch.nn as nn
 from tlbench.catalog.strategies import STRATEGIES, Phase, phases_for
 from tlbench.cells import Cell
 from tlbench.data import AUGMENTATIONS, DatasetSplits, TensorSplit, make_augment
-from tlbench.models.build import build_model, data_config
+from tlbench.models.build import add_strategy_modules, build_model, data_config
 from tlbench.train.evaluation import batches
 from tlbench.train.resources import peak_rss_mb, reset_peak_rss
 
@@ -107,21 +107,6 @@ def _build(cell: Cell, num_classes: int, weights_file: Path | None) -> nn.Module
     )
 
 
-def _adapt(model: nn.Module, phases: list[Phase], name: str) -> Any:
-    """The LoRA layers or VPT tokens a strategy trains, added once, before the model moves."""
-    tuner = None
-    for phase in phases:
-        if phase.lora is not None:
-            from tlbench.models.lora import add_lora
-
-            tuner = add_lora(model, phase.lora)
-        if phase.prompts is not None:
-            from tlbench.models.prompts import add_prompts
-
-            add_prompts(model, phase.prompts, name)
-    return tuner
-
-
 def prepare(
     cell: Cell,
     data: DatasetSplits,
@@ -139,7 +124,7 @@ def prepare(
     reset_peak_rss()
     model = _build(cell, data.num_classes, weights_file)
     phases = phases_for(cell.strategy.name, cell.strategy.params, cfg)
-    adapter = _adapt(model, phases, cell.backbone.name)
+    adapter = add_strategy_modules(model, phases, cell.backbone.name)
     dcfg = data_config(model)
     size = cfg.image_size or int(dcfg["input_size"][-1])
     mean, std = tuple(dcfg["mean"]), tuple(dcfg["std"])

@@ -20,6 +20,11 @@ LR_RANGES: dict[str, tuple[float, float]] = {
     "partial": (1e-4, 0.1),
     "all": (1e-4, 0.1),
     "scratch": (1e-3, 0.5),
+    # a frozen backbone with few new parameters in it: between the head's range and fine-tuning's
+    "bias": (1e-3, 0.5),
+    "norm": (1e-3, 0.5),
+    "lora": (1e-3, 0.5),
+    "prompt": (1e-3, 1.0),
 }
 BATCH_SIZES: tuple[int, ...] = (32, 64, 128)
 
