@@ -23,6 +23,7 @@ class Results:
     configurations: pd.DataFrame  # one row per configuration: n, mean, std, 95 % CI over seeds
     comparisons: pd.DataFrame = field(default_factory=lambda: _empty())  # pairwise over ``compare``
     ranks: Any = None  # average ranks over dataset × backbone, Friedman / Nemenyi (or None)
+    costs: pd.DataFrame = field(default_factory=lambda: _empty())  # method × cost, ranked by the metric
 
 
 def _empty() -> pd.DataFrame:
@@ -41,13 +42,14 @@ def results(
 ) -> Results:
     """Every (selected) cell's outcome in the store, configurations with their intervals, and the
     ``compare`` axis compared pairwise and ranked (None: no comparison)."""
-    from tlbench.report import SCORE, cells_frame, compare_table, config_table, rank_result
+    from tlbench.report import SCORE, cells_frame, compare_table, config_table, cost_table, rank_result
     from tlbench.tracking import Tracker
 
     g = load_grid(grid)
     tracker = Tracker(tracking_uri)
     df = cells_frame(g.select(select), tracker, tracker.experiment_id(g.name))
     out = Results(df, config_table(df, ci=ci, value=SCORE))
+    out.costs = cost_table(df, out.configurations, ci=ci)
     if compare and df[compare].nunique() > 1:
         out.comparisons, _ = compare_table(df, compare, SCORE)
         out.ranks = rank_result(df, compare, SCORE) if not out.comparisons.empty else None

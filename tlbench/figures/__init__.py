@@ -1,8 +1,9 @@
 """Every figure tlbench draws, from frames and arrays: ``run`` (one run's learning curves and
 confusion matrix, logged as its artifacts), ``curves`` (learning curves with bands over seeds),
 ``comparisons`` (the pivot as a heatmap, each axis's effect, accuracy vs training time),
-``cd_diagram`` (average ranks). Drawn with ``matplotlib.figure.Figure`` directly, never pyplot:
-no global state, no display needed; matplotlib is imported inside the functions.
+``costs`` (score vs trainable parameters and peak memory), ``cd_diagram`` (average ranks). Drawn
+with ``matplotlib.figure.Figure`` directly, never pyplot: no global state, no display needed;
+matplotlib is imported inside the functions.
 """
 
 from __future__ import annotations

@@ -6,8 +6,9 @@ the store: every cell of the grid appears, FINISHED or not (missing, failed, run
 silently dropped. The terminal summary after ``tlbench run`` uses the same code.
 
 One job per module: ``collect`` (MLflow -> frames, and attaching the report to the grid's
-parent run), ``tables`` (pandas only), ``figures`` (which figures, drawn by ``tlbench.figures``) and ``render`` (files and
-terminal tables). ``build`` puts them together; the names below are the package's public API.
+parent run), ``tables`` (pandas only), ``costs`` (the method × cost table), ``figures`` (which
+figures, drawn by ``tlbench.figures``) and ``render`` (files and terminal tables). ``build``
+puts them together; the names below are the package's public API.
 """
 
 from __future__ import annotations
@@ -20,12 +21,14 @@ import pandas as pd
 from tlbench.report.collect import cells_frame, epoch_history, log_to_mlflow, tuned_runs
 from tlbench.report.comparisons import check_compare_axis, compare_table, rank_result
 from tlbench.report.configs import config_table, reported_vs_tlbench
+from tlbench.report.costs import cost_fronts, cost_table
 from tlbench.report.figures import report_figures
 from tlbench.report.pivots import AGGS, PivotTable, pivot_table
 from tlbench.report.racing import dropped_table, race_table
 from tlbench.report.render import (
     FORMATS,
     render_compare,
+    render_costs,
     render_frame,
     render_pivot,
     render_ranks,
@@ -68,6 +71,8 @@ __all__ = [
     "check_compare_axis",
     "compare_table",
     "config_table",
+    "cost_fronts",
+    "cost_table",
     "epoch_table",
     "log_to_mlflow",
     "pareto_front",
@@ -75,6 +80,7 @@ __all__ = [
     "pivot_table",
     "rank_result",
     "render_compare",
+    "render_costs",
     "render_frame",
     "render_pivot",
     "render_ranks",
@@ -132,6 +138,7 @@ def build(
         rows,
         cols,
         configs=configs,
+        costs=cost_table(df, configs),
         table=table,
         table_val=table_val,
         compare=cmp,
@@ -156,5 +163,6 @@ def build(
             ranks=ranks,
             table=table,
             keep=rep.figures,
+            costs=rep.costs,
         )
     return rep

@@ -73,6 +73,15 @@ def render_ranks(rep: Report, console: Console) -> None:
         console.print(f"  {line}", style="dim", highlight=False)
 
 
+def render_costs(rep: Report, console: Console) -> None:
+    """The method × cost table, one ranked table per dataset × backbone, with what it shows."""
+    tables = fmt.cost_tables(rep.costs)
+    for title, table in tables:
+        render_frame(table, console, f"method × cost: {title}")
+    if tables:
+        console.print(f"  {fmt.COSTS_NOTE}", style="dim", highlight=False)
+
+
 def render_summary(df: pd.DataFrame, console: Console, title: str = "results", ci: str = "t") -> None:
     """A rich table of the summary; the best test accuracy per dataset is bold.
 

@@ -1,8 +1,8 @@
 """Which figures the report has, from its frames, saved as PNG next to the report files.
 
 Every figure is drawn in ``tlbench.figures`` (``curves``: learning curves with bands over seeds;
-``comparisons``: heatmap, axis bars, accuracy vs time; ``cd_diagram``); this module picks what
-the data allows and where each goes.
+``comparisons``: heatmap, axis bars, accuracy vs time; ``costs``: score vs trainable parameters
+and memory; ``cd_diagram``); this module picks what the data allows and where each goes.
 """
 
 from __future__ import annotations
@@ -13,7 +13,9 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from tlbench.figures.comparisons import axis_bars, heatmap, pareto_plot
+from tlbench.figures.costs import cost_plots
 from tlbench.figures.curves import learning_curves, slug
+from tlbench.report.costs import cost_fronts
 from tlbench.report.tables import AXES, pareto_front
 
 if TYPE_CHECKING:
@@ -32,10 +34,12 @@ def report_figures(
     ranks: RankResult | None = None,
     table: PivotTable | None = None,
     keep: dict[str, Any] | None = None,
+    costs: pd.DataFrame | None = None,
 ) -> dict[str, Path]:
     """Every figure the data allows, as title -> PNG file in ``out`` (in report order); ``axis``
     splits the learning curves into panels and colours the Pareto plot; ``keep`` collects the
-    figures themselves (title -> matplotlib Figure)."""
+    figures themselves (title -> matplotlib Figure); ``costs`` (``costs.cost_table``'s) adds the
+    score vs cost plots, one per dataset."""
     files = learning_curves(history, out, axis, keep)
     marks = (table.wide("best"), table.wide("tie")) if table is not None else (None, None)
     files.update(heatmap(piv, out, *marks, keep=keep))
@@ -43,9 +47,22 @@ def report_figures(
     points = _configuration_means(df)
     fronts = {ds: pareto_front(g) for ds, g in points.groupby("dataset", sort=False)} if len(points) else {}
     files.update(pareto_plot(points, fronts, out, axis, keep))
+    if costs is not None and len(costs):
+        files.update(cost_plots(_cost_points(costs), cost_fronts(costs), out, keep))
     if ranks is not None:
         files.update(cd_plot(ranks, axis, out, keep))
     return files
+
+
+def _cost_points(costs: pd.DataFrame) -> pd.DataFrame:
+    """The cost table's scored configurations, each labelled by the axes that vary within its
+    dataset (the strategy always): what a point of the cost plots is called."""
+    done = costs.dropna(subset=["mean"])
+    labels = pd.Series("", index=done.index, dtype=object)
+    for _, g in done.groupby("dataset", sort=False):
+        axes = [a for a in AXES[1:] if a in g and (a == "strategy" or g[a].nunique() > 1)]
+        labels[g.index] = g[axes].astype(str).agg("/".join, axis=1)
+    return done.assign(label=labels)
 
 
 def _configuration_means(df: pd.DataFrame) -> pd.DataFrame:

@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 
 from tlbench.report.pivots import PivotTable, plain
-from tlbench.report.tables import Report
+from tlbench.report.tables import METRIC_NAMES, Report, param_count
 
 TIE = "†"  # not significantly different from the row's best (underlined in HTML and LaTeX)
 MIXED = "‡"  # replicates ran with different environments
@@ -281,4 +281,68 @@ def epoch_tables(epochs: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
         table.index = [n.removeprefix(prefix) for n in table.index.astype(str)]
         table.index.name = "configuration"
         out.append((str(ds), table))
+    return out
+
+
+MEMORY_LABELS = {"GPU": "peak GPU memory (MB)", "CPU": "peak CPU RSS (MB)"}
+COSTS_NOTE = (
+    "One row per configuration, ranked by its mean test score over seeds (the grid's metric; "
+    "rank 1 = best, equal means share a rank, configurations without a finished run last and "
+    "unranked), with the 95 % interval and n. Trainable: the parameters the method trains, and "
+    "their share of the model's (logged as params_trainable_frac; trainable / total for older "
+    "runs). Memory: the CUDA peak allocated where the run logged one (GPU), else the process's "
+    "peak resident memory (CPU RSS); — where neither was logged. Device time: mean device_s, the "
+    "seconds a cell held its device. Pareto front: no configuration of the dataset scores higher "
+    "with as few trainable parameters (params) or as little memory (memory)."
+)
+
+
+def _share(frac: float) -> str:
+    """A fraction of the weights as a percentage, to the digits a small one needs (0.04 %)."""
+    if pd.isna(frac):
+        return "—"
+    pct = 100 * float(frac)
+    return f"{pct:.1f} %" if pct >= 10 else f"{pct:.2g} %"
+
+
+def _memory_column(sources: set[str]) -> str:
+    """The memory column's name: where it was measured, when every row measured it alike."""
+    return MEMORY_LABELS[next(iter(sources))] if len(sources) == 1 else "peak memory (MB)"
+
+
+def _cost_row(r: dict[str, Any], shown: list[str], metric: str, sources: set[str]) -> dict[str, Any]:
+    """One configuration's row of the method × cost table, its values written out."""
+    memory = number(r["peak_memory_mb"])
+    if len(sources) > 1 and r["memory"]:
+        memory = f"{memory} ({r['memory']})"
+    score = entry({**r, "runs": None}, replicated=True) if r["n"] else "—"
+    trainable = r["params_trainable"]
+    return {
+        "rank": "—" if pd.isna(r["rank"]) else str(int(r["rank"])),
+        **{a: r[a] for a in shown},
+        f"test {metric} (mean ± 95 % CI)": score,
+        "trainable params": "—" if pd.isna(trainable) else param_count(trainable),
+        "trainable %": _share(r["params_trainable_frac"]),
+        _memory_column(sources): memory,
+        "device time (s)": r["device_s"],
+        "Pareto front": r["front"],
+    }
+
+
+def cost_tables(costs: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """The method × cost table as people read it, one per dataset × backbone (title, table): rank,
+    the configuration's varying axes, its score ± CI (n), trainable parameters and their share,
+    peak memory (GPU or CPU, said in the column's name, or per value where they mix), device time."""
+    if costs.empty:
+        return []
+    shown = [a for a in ("strategy", "optimizer", "augmentation") if a in costs and costs[a].nunique() > 1]
+    shown = shown or ["strategy"]
+    out = []
+    keys = [k for k in ("dataset", "backbone") if k in costs.columns]
+    for key, g in costs.groupby(keys, sort=False) if keys else [(("all",), costs)]:
+        used = str(g["metric"].iloc[0]) if "metric" in g else "acc"
+        metric = METRIC_NAMES.get(used, used)
+        sources = set(g["memory"]) - {""}
+        table = pd.DataFrame([_cost_row(r, shown, metric, sources) for r in g.to_dict("records")])
+        out.append((f"{' / '.join(map(str, key))} (ranked by test {metric})", table))
     return out

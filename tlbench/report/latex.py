@@ -102,7 +102,7 @@ def _pivot(rep: Report) -> str:
 
 
 def to_latex(rep: Report) -> str:
-    """A compilable document (article, booktabs) with the pivot, the comparison and the ranks."""
+    """A compilable document (article, booktabs): the pivot, the comparison, the ranks, the costs."""
     parts = [
         PREAMBLE,
         rf"\section*{{tlbench report: grid {escape(rep.grid)}}}",
@@ -117,5 +117,7 @@ def to_latex(rep: Report) -> str:
     ranks = fmt.ranks_frame(rep)
     if not ranks.empty:
         parts.append(_table(tabular(ranks, index=False), " ".join(fmt.ranks_lines(rep))))
+    for title, table in fmt.cost_tables(rep.costs):
+        parts.append(_table(tabular(table, index=False), f"Method × cost, {title}. {fmt.COSTS_NOTE}"))
     parts.append(r"\end{document}")
     return "\n\n".join(parts) + "\n"

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from tlbench.figures.costs import COST_TITLE
 from tlbench.report import fmt
 from tlbench.report.racing import RACE_NOTE
 from tlbench.report.tables import Report, label
@@ -113,6 +114,18 @@ def _statistics(rep: Report) -> list[str]:
     return parts
 
 
+def _costs(rep: Report) -> list[str]:
+    """The method × cost tables, then their Pareto plots (kept out of the page's Plots section)."""
+    tables = fmt.cost_tables(rep.costs)
+    if not tables:
+        return []
+    parts = [f"<h2>Method × cost (ranked by test {html.escape(rep.metric)})</h2>", _notes([fmt.COSTS_NOTE])]
+    for title, table in tables:
+        parts += [f"<h3>{html.escape(title)}</h3>", _scroll(_html_table(table, index=False))]
+    parts += [_img(t, p) for t, p in rep.plots.items() if t.startswith(COST_TITLE)]
+    return parts
+
+
 def _img(title: str, path: Path) -> str:
     data = base64.b64encode(path.read_bytes()).decode()
     return f'<h3>{html.escape(title)}</h3><img alt="{html.escape(title)}" src="data:image/png;base64,{data}">'
@@ -158,8 +171,9 @@ def to_html(rep: Report) -> str:
         sections += ["<h2>Reported elsewhere vs tlbench</h2>", _html_table(rep.reported, index=False)]
     if not rep.tuned.empty:
         sections += ["<h2>Tuned vs untuned</h2>", _html_table(rep.tuned, index=False)]
-    sections += _pivot(rep) + _statistics(rep) + _pivot(rep, val=True) + _details(rep)
-    imgs = "".join(_img(t, p) for t, p in rep.plots.items() if not t.startswith("critical difference"))
+    sections += _pivot(rep) + _statistics(rep) + _pivot(rep, val=True) + _costs(rep) + _details(rep)
+    shown = ("critical difference", COST_TITLE)  # embedded in their sections
+    imgs = "".join(_img(t, p) for t, p in rep.plots.items() if not t.startswith(shown))
     sections += ["<h2>Plots</h2>", imgs or "<p>no plots</p>"]
     return (
         f"<!doctype html><html><head><meta charset='utf-8'><title>tlbench report: {grid}</title>"

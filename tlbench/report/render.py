@@ -13,7 +13,14 @@ from pathlib import Path
 import pandas as pd
 
 from tlbench.report import fmt
-from tlbench.report.console import render_compare, render_frame, render_pivot, render_ranks, render_summary
+from tlbench.report.console import (
+    render_compare,
+    render_costs,
+    render_frame,
+    render_pivot,
+    render_ranks,
+    render_summary,
+)
 from tlbench.report.latex import to_latex
 from tlbench.report.page import to_html
 from tlbench.report.racing import RACE_NOTE
@@ -21,6 +28,7 @@ from tlbench.report.tables import Report, label
 
 __all__ = [
     "render_compare",
+    "render_costs",
     "render_frame",
     "render_pivot",
     "render_ranks",
@@ -103,6 +111,18 @@ def _statistics_sections(rep: Report) -> list[str]:
     return parts
 
 
+def _cost_sections(rep: Report) -> list[str]:
+    """The method × cost table, one ranked table per dataset × backbone (its plots are linked
+    with the others, at the end)."""
+    tables = fmt.cost_tables(rep.costs)
+    if not tables:
+        return []
+    parts = [f"## Method × cost (ranked by test {rep.metric})", fmt.COSTS_NOTE]
+    for title, table in tables:
+        parts += [f"### {title}", _markdown_table(table, index=False)]
+    return parts
+
+
 def _epoch_sections(rep: Report) -> list[str]:
     """Validation accuracy per epoch, one table per dataset: configurations down, epochs across."""
     parts = ["## Validation accuracy per epoch (mean over seeds)"]
@@ -126,6 +146,7 @@ def to_markdown(rep: Report) -> str:
     parts += _pivot_section(rep)
     parts += _statistics_sections(rep)
     parts += _pivot_section(rep, val=True)
+    parts += _cost_sections(rep)
     if fmt.replicated(rep):
         parts += [
             "## Configurations (replicates summarised)",
@@ -152,6 +173,8 @@ def _csv_tables(rep: Report) -> dict[str, tuple[pd.DataFrame, bool]]:
         tables["pivot_test_acc_stats.csv"] = (rep.table.long, False)
     if not rep.configs.empty:
         tables["configurations.csv"] = (rep.configs, False)
+    if not rep.costs.empty:
+        tables["method_cost.csv"] = (rep.costs, False)
     if not rep.compare.empty:
         tables[f"compare_{rep.compare_axis}.csv"] = (rep.compare, False)
     if not fmt.ranks_frame(rep).empty:

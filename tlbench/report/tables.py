@@ -37,7 +37,9 @@ HEADLINE_METRICS = [
     "images_per_s",
     "params_trainable",
     "params_total",
+    "params_trainable_frac",
     "peak_mem_mb",
+    "peak_rss_mb",
 ]
 CELL_SUMMARY_COLUMNS = [
     "cell",
@@ -53,6 +55,7 @@ CELL_SUMMARY_COLUMNS = [
     "train_time_s",
     "images_per_s",
     "peak_mem_mb",
+    "peak_rss_mb",
     "reason",
 ]
 
@@ -79,6 +82,7 @@ class Report:
     plots: dict[str, Path] = field(default_factory=dict)
     # replicate statistics (#15); a report made by hand without them renders its plain pivot
     configs: pd.DataFrame = field(default_factory=pd.DataFrame)  # configs.config_table
+    costs: pd.DataFrame = field(default_factory=pd.DataFrame)  # costs.cost_table: method × cost
     table: PivotTable | None = None  # the test-accuracy pivot with CIs, best and ties
     table_val: PivotTable | None = None
     compare: pd.DataFrame = field(default_factory=pd.DataFrame)  # stats.pairwise over compare_axis
@@ -253,12 +257,17 @@ def cell_summary(df: pd.DataFrame) -> pd.DataFrame:
     return df[[c for c in CELL_SUMMARY_COLUMNS if c in df.columns]]
 
 
-def pareto_front(df: pd.DataFrame, x: str = "train_time_s", y: str = "test_acc") -> list[str]:
-    """Cells no other cell beats on both lower ``x`` and higher ``y``."""
-    done = df[(df["status"] == "FINISHED")].dropna(subset=[x, y]).sort_values([x, y], ascending=[True, False])
+def pareto_front(
+    df: pd.DataFrame, x: str = "train_time_s", y: str = "test_acc", key: str = "cell"
+) -> list[str]:
+    """Points (named by ``key``) no other point beats with a higher ``y`` at no higher ``x``, in
+    rising ``x``: cells by default, or configurations (the cost plots); only FINISHED rows where
+    the frame has a ``status``."""
+    done = df[df["status"] == "FINISHED"] if "status" in df.columns else df
+    done = done.dropna(subset=[x, y]).sort_values([x, y], ascending=[True, False])
     front, best = [], -math.inf
     for _, row in done.iterrows():
         if row[y] > best:
-            front.append(row["cell"])
+            front.append(row[key])
             best = row[y]
     return front
