@@ -215,3 +215,18 @@ def test_a_resumed_cell_ends_exactly_as_an_uninterrupted_one(data, tmp_path, str
     assert resumed.test_acc == full.test_acc and resumed.curves == full.curves
     for k, v in full.best_state.items():
         assert torch.equal(v, resumed.best_state[k]), k
+
+
+def test_a_vpt_cells_weights_load_as_a_plain_source(data, tmp_path):
+    """Its prompts are the strategy's: a model built from a vpt cell's weights leaves them out."""
+    from tlbench.models.build import build_model
+    from tlbench.models.weights import save_weights_dict
+    from tlbench.spec import WeightsSpec
+
+    result = fit(make_cell("vpt", backbone="test_vit", epochs=1), data, device="cpu")
+    assert "vpt.prompts" in result.best_state
+    path = tmp_path / "vpt.safetensors"
+    save_weights_dict(result.best_state, path)
+    model = build_model("test_vit", num_classes=3, weights=WeightsSpec(kind="file", value=str(path)))
+    assert not hasattr(model, "vpt")
+    assert torch.equal(model.blocks[0].attn.qkv.weight, result.best_state["blocks.0.attn.qkv.weight"])

@@ -94,7 +94,9 @@ def load_backbone_weights(model: nn.Module, path: Path, filter_fn: FilterFn | No
     own = {k: v for k, v in model.state_dict().items() if not is_head_key(k, prefixes)}
 
     def backbone(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        return {k: v for k, v in sd.items() if not is_head_key(k, prefixes)}
+        # a VPT cell's prompts (models.prompts) are its strategy's, not the backbone's: a model
+        # built from its weights starts without them (and a vpt cell adds its own after loading)
+        return {k: v for k, v in sd.items() if not is_head_key(k, prefixes) and not k.startswith("vpt.")}
 
     theirs = backbone(state)
     problems = _mismatch(own, theirs)
