@@ -401,3 +401,28 @@ def test_studies_have_readable_names_and_old_ones_are_still_found(tmp_path):
     assert not created and found.study_name == f"tlbench-{old_cell.id}"  # continued, not a new study
     best = best_params(old_cell, str(tmp_path / "optuna.journal"))
     assert best is not None and best["lr"] == 0.1 and best["study"] == f"tlbench-{old_cell.id}"
+
+
+def test_a_lora_cell_is_tuned_in_its_own_range(store, tmp_path):
+    """A parameter-efficient strategy tunes like any other: its default lr range, real trials of
+    the LoRA cell (adapters injected in each), the best trial's lr in the study."""
+    cell = _cell(
+        PROBE_GRID.replace("[linear_probe]", "[{name: lora, params: {r: 2}}]")
+        .replace("test_resnet, weights: none", "test_vit, weights: none")
+        .replace("epochs: 3", "epochs: 2")
+    )
+    assert search_space(cell)["lr"] == LR_RANGES["lora"]
+    journal = tmp_path / "j.journal"
+    tracker = Tracker(store)
+    exp = tracker.experiment_id(cell.grid)
+    tune_cell(
+        cell, trials=2, tracker=tracker, experiment_id=exp, storage_url=str(journal), seed=1, device="cpu"
+    )
+    study = _study(cell, journal)
+    assert len(study.trials) == 2 and study.best_trial.state == TrialState.COMPLETE
+    lo, hi = LR_RANGES["lora"]
+    assert all(lo <= t.params["lr"] <= hi for t in study.trials)
+    trials = [r for r in tracker.client.search_runs([exp]) if r.data.tags.get("tlbench.variant") == "trial"]
+    assert trials and all(
+        r.data.params["lora.layers"] == str(4 * 6) for r in trials
+    )  # test_vit: 6 blocks × 4
