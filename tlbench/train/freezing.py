@@ -98,9 +98,8 @@ def trained_parts(model: nn.Module, phases: list[Phase], adapter: object = None)
         elif phase.trainable == "norm":
             out["norm_tune.tensors"] = len(norm_parameter_names(model))
         elif phase.trainable == "prompt":
-            out["vpt.prompt_params"] = sum(
-                p.numel() for n, p in model.named_parameters() if n.startswith("vpt.")
-            )
+            prompts = prompt_parameter_names(model)
+            out["vpt.prompt_params"] = sum(p.numel() for n, p in model.named_parameters() if n in prompts)
         elif phase.lora is not None and adapter is not None:
             from tlbench.models.lora import adapted_layers
 
