@@ -212,3 +212,17 @@ class Recorder:
 
     def on_epoch(self, epoch, metrics):
         self.epochs.append((epoch, metrics))
+
+
+class StopAfter:
+    """A reporter that interrupts training after a given epoch, like Ctrl-C would."""
+
+    def __init__(self, epoch: int):
+        self.epoch = epoch
+
+    def on_start(self, info):
+        pass
+
+    def on_epoch(self, epoch, metrics):
+        if epoch == self.epoch:
+            raise KeyboardInterrupt

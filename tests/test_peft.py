@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import timm
 import torch
-from helpers import SYNTH, make_cell
+from helpers import SYNTH, StopAfter, make_cell
 
 from tlbench.catalog.strategies import phases_for
 from tlbench.catalog.strategy_params import LoraParams, VptParams
@@ -147,18 +147,6 @@ def test_l2sp_with_no_pull_is_finetune_without_weight_decay(data):
     assert [h["val_loss"] for h in pulled.history] != [h["val_loss"] for h in plain.history]
 
 
-class _StopAfter:
-    def __init__(self, epoch: int):
-        self.epoch = epoch
-
-    def on_start(self, info):
-        pass
-
-    def on_epoch(self, epoch, metrics):
-        if epoch == self.epoch:
-            raise KeyboardInterrupt
-
-
 def test_wise_ft_endpoints_are_the_probe_and_the_finetune(data, tmp_path):
     """α = 1 is exactly lp_ft's selected weights; α = 0 exactly the weights after its probe phase
     (read from an lp_ft checkpoint taken at the end of that phase)."""
@@ -172,7 +160,7 @@ def test_wise_ft_endpoints_are_the_probe_and_the_finetune(data, tmp_path):
         assert torch.equal(v, one.best_state[k]), k
     ckpt = Checkpointer(tmp_path / "ck", lp_cell.id)
     with pytest.raises(KeyboardInterrupt):  # lp_ft's probe phase is epochs 0-1
-        fit(lp_cell, data, device="cpu", checkpoint=ckpt, reporter=_StopAfter(1))
+        fit(lp_cell, data, device="cpu", checkpoint=ckpt, reporter=StopAfter(1))
     after_probe = torch.load(ckpt.last, weights_only=True)["model"]
     zero = fit(make_cell({"name": "wise_ft", "params": {"alphas": [0.0]}}, epochs=4), data, device="cpu")
     assert zero.params["wise_ft.alpha"] == 0.0 and zero.curves["wise_ft.test_acc"] == [zero.test_acc]
@@ -209,7 +197,7 @@ def test_a_resumed_cell_ends_exactly_as_an_uninterrupted_one(data, tmp_path, str
     full = fit(cell, data, device="cpu")
     ckpt = Checkpointer(tmp_path / "ck", cell.id)
     with pytest.raises(KeyboardInterrupt):
-        fit(cell, data, device="cpu", checkpoint=ckpt, reporter=_StopAfter(stop))
+        fit(cell, data, device="cpu", checkpoint=ckpt, reporter=StopAfter(stop))
     resumed = fit(cell, data, device="cpu", checkpoint=ckpt)
     assert [h["val_loss"] for h in resumed.history] == [h["val_loss"] for h in full.history]
     assert resumed.test_acc == full.test_acc and resumed.curves == full.curves

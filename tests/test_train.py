@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from helpers import SYNTH, Recorder, make_cell
+from helpers import SYNTH, Recorder, StopAfter, make_cell
 
 from tlbench.data import load_dataset
 from tlbench.train import NonFiniteLossError, fit
@@ -90,20 +90,6 @@ def test_feature_cache_only_when_allowed(data, strategy, augmentation, expected)
     assert rec.started["feature_cache"] == expected
 
 
-class _StopAfter:
-    """A reporter that interrupts training after a given epoch, like Ctrl-C would."""
-
-    def __init__(self, epoch: int):
-        self.epoch = epoch
-
-    def on_start(self, info):
-        pass
-
-    def on_epoch(self, epoch, metrics):
-        if epoch == self.epoch:
-            raise KeyboardInterrupt
-
-
 @pytest.mark.parametrize("strategy, stop", [("scratch", 0), ("scratch", 2), ("lp_ft", 1), ("lp_ft", 2)])
 def test_a_resumed_cell_ends_exactly_as_an_uninterrupted_one(data, tmp_path, strategy, stop):
     """Model, optimizer, schedule and RNG states all come back: on the CPU the continuation is
@@ -114,7 +100,7 @@ def test_a_resumed_cell_ends_exactly_as_an_uninterrupted_one(data, tmp_path, str
     full = fit(cell, data, device="cpu")
     ckpt = Checkpointer(tmp_path / "ck", cell.id)
     with pytest.raises(KeyboardInterrupt):
-        fit(cell, data, device="cpu", checkpoint=ckpt, reporter=_StopAfter(stop))
+        fit(cell, data, device="cpu", checkpoint=ckpt, reporter=StopAfter(stop))
     assert torch.load(ckpt.last, weights_only=True)["epoch"] == stop + 1
     resumed = fit(cell, data, device="cpu", checkpoint=ckpt)
     assert resumed.history == [
