@@ -71,6 +71,11 @@ def _register(info: StrategyInfo) -> None:
     STRATEGIES.register(info.name, info)
 
 
+def _bn(p: BaseModel) -> dict[str, bool]:
+    """A ``bn`` param as the phase's flags (``BnMode``: train, frozen, adapt)."""
+    return {"bn_frozen": p.bn == "frozen", "adapt_bn": p.bn == "adapt"}  # type: ignore[attr-defined]
+
+
 _register(
     StrategyInfo(
         "linear_probe",
@@ -96,8 +101,7 @@ _register(
                 "partial",
                 t.effective_lr,
                 freeze_stages=p.freeze_stages,  # type: ignore[union-attr]
-                bn_frozen=p.bn == "frozen",  # type: ignore[union-attr]
-                adapt_bn=p.bn == "adapt",  # type: ignore[union-attr]
+                **_bn(p),  # type: ignore[arg-type]
             )
         ],
     )
@@ -115,8 +119,7 @@ _register(
                 "all",
                 t.effective_lr,
                 layer_decay=p.layer_decay,  # type: ignore[union-attr]
-                bn_frozen=p.bn == "frozen",  # type: ignore[union-attr]
-                adapt_bn=p.bn == "adapt",  # type: ignore[union-attr]
+                **_bn(p),  # type: ignore[arg-type]
             )
         ],
     )
@@ -160,10 +163,6 @@ _register(
         _lp_ft,  # type: ignore[arg-type]
     )
 )
-
-
-def _bn(p: BaseModel) -> dict[str, bool]:
-    return {"bn_frozen": p.bn == "frozen", "adapt_bn": p.bn == "adapt"}  # type: ignore[attr-defined]
 
 
 _register(
