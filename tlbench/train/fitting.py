@@ -121,7 +121,7 @@ def _start_info(
         **data.params(),  # data.splits / val / shots / train_sha1 ...: what was official, carved, drawn
         "compile": compile,
         **trained_settings(s.model),
-        **trained_parts(s.model, s.phases, s.adapter),
+        **trained_parts(s.model, s.phases),
         **_environment(),
         **(
             {"resumed_from_epoch": int(saved["epoch"]), "resumed_last_epoch": saved["history"][-1]}

@@ -82,7 +82,7 @@ def set_train_mode(model: nn.Module, phase: Phase | None = None) -> None:
     visit(model)
 
 
-def trained_parts(model: nn.Module, phases: list[Phase], adapter: object = None) -> dict[str, object]:
+def trained_parts(model: nn.Module, phases: list[Phase]) -> dict[str, object]:
     """What a run records of its strategy's trained parts, where a name alone would not say it."""
     out: dict[str, object] = {}
     for phase in phases:
@@ -100,7 +100,7 @@ def trained_parts(model: nn.Module, phases: list[Phase], adapter: object = None)
         elif phase.trainable == "prompt":
             prompts = prompt_parameter_names(model)
             out["vpt.prompt_params"] = sum(p.numel() for n, p in model.named_parameters() if n in prompts)
-        elif phase.lora is not None and adapter is not None:
+        elif phase.lora is not None:  # the adapters are in the model (prepare added them)
             from tlbench.models.lora import adapted_layers
 
             out.update(adapted_layers(model))
