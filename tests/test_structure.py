@@ -17,10 +17,10 @@ MAX_MODULE_LINES = 400
 MAX_FUNCTION_LINES = 80
 # The layers, lowest first: a package (or top-level module) imports only from its own layer or
 # below. Data flows spec -> cells -> data / models -> features -> train -> tracking (what a run
-# records) -> executor (which trains and records cells) -> tune / report / preflight -> api -> cli.
+# records) -> executor (which trains and records cells) -> tune / report / preflight / rank -> api -> cli.
 LAYERS = (
     ("errors", "registry", "security", "interrupts", "dburl", "version"),  # ground-floor utilities
-    ("catalog", "stats"),  # torch-free registries of names; pure statistics
+    ("catalog", "stats", "transferability"),  # torch-free registries of names; pure statistics and scores
     ("spec",),
     ("cells", "figures"),
     ("data", "models"),
@@ -28,7 +28,7 @@ LAYERS = (
     ("train",),
     ("tracking",),
     ("executor",),
-    ("tune", "report", "preflight", "server"),
+    ("tune", "report", "preflight", "server", "rank"),
     ("api", "grid"),  # the library's entry point; tlbench.grid: a re-export kept for scripts
     ("cli",),
 )

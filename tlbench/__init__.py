@@ -2,7 +2,7 @@
 
 The library's entry points are ``tlbench.api``'s, re-exported here (imported on first use, so
 ``import tlbench`` stays free of torch, timm and MLflow): ``load_grid``, ``expand_grid``,
-``validate_grid``, ``prefetch_grid``, ``run_grid``, ``tune_grid``, ``results``, ``report_grid``,
+``validate_grid``, ``prefetch_grid``, ``run_grid``, ``rank_grid``, ``tune_grid``, ``results``, ``report_grid``,
 ``ui_url``.
 """
 
@@ -19,6 +19,7 @@ _API = (
     "expand_grid",
     "load_grid",
     "prefetch_grid",
+    "rank_grid",
     "report_grid",
     "results",
     "run_grid",

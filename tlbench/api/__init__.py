@@ -6,6 +6,7 @@
     res = tlbench.results(grid)                            # pandas DataFrames
     res.configurations                                     # mean ± CI over seeds per configuration
     rep = tlbench.report_grid(grid, out="reports/smoke")   # every table, and the figures
+    ranking = tlbench.rank_grid(grid)                      # transferability scores vs the results
 
 Nothing here exits the interpreter: a grid, a name or a file the user can fix raises a
 ``TlbenchError`` with one clear message (the command line prints it and exits 2), Ctrl-C raises
@@ -15,6 +16,7 @@ torch, timm or MLflow: each function imports what it needs.
 """
 
 from tlbench.api.grids import Grid, SelectionError, expand_grid, load_grid, prefetch_grid, validate_grid
+from tlbench.api.rank import order_cells, rank_grid
 from tlbench.api.results import Results, report_grid, results, ui_url
 from tlbench.api.runs import OptionError, RunResult, progress_console, run_grid, tune_grid  # noqa: F401 (the CLI's console)
 
@@ -26,7 +28,9 @@ __all__ = [
     "SelectionError",
     "expand_grid",
     "load_grid",
+    "order_cells",
     "prefetch_grid",
+    "rank_grid",
     "report_grid",
     "results",
     "run_grid",

@@ -106,10 +106,13 @@ def run_grid(
     race_by: list[str] | None = None,
     storage: str | None = None,
     system_metrics: bool = True,
+    order_by: str | None = None,
     console: Console | None = None,
 ) -> RunResult:
     """Train every (selected) cell of a grid, with the ``cell:`` sources they need, into MLflow;
-    finished cells are skipped (``force`` reruns them). The options are ``tlbench run``'s."""
+    finished cells are skipped (``force`` reruns them). ``order_by`` a transferability score:
+    the cells run best-predicted backbone first (``api.rank.order_cells``). The options are
+    ``tlbench run``'s."""
     from tlbench.executor import RunOptions, execute
     from tlbench.tracking import Tracker
     from tlbench.tracking.access import check_access
@@ -126,6 +129,10 @@ def run_grid(
     tracker = Tracker(tracking_uri)
     experiment_id = check_access(tracker, g.name)  # a shared server: credentials and EDIT, before any cell
     tracker.ensure_view(experiment_id, g.cells)
+    if order_by:
+        from tlbench.rank.scores import parse_scores
+
+        parse_scores([order_by])  # an unknown score: exit 2 before any cell
     options = RunOptions(
         tracker.uri,
         experiment_id,
@@ -138,17 +145,13 @@ def run_grid(
         cache_features=feature_cache,
         race=plan,
     )
-    extra = len(todo) - len(chosen)
-    say.print(
-        f"grid [bold]{g.name}[/]: {len(todo)} cells"
-        + (f" ({extra} added as cell: sources)" if extra else "")
-        + f" → MLflow {tracker.uri} (experiment {g.name!r})"
-        + (f"; racing by {', '.join(plan.by)}" if plan else ""),
-        highlight=False,
-    )
+    _announce(say, g.name, todo, chosen, tracker.uri, plan, order_by)
     backend_kw = dict(
         backend=backend, workers=str(workers), cells_per_gpu=cells_per_gpu, retries=retries, address=address
     )
+    first: list[Any] = []
+    if order_by:
+        todo, first = _in_predicted_order(todo, order_by, g, tracker, options, say, backend_kw)
     if tuned:
         from tlbench.tune import resolve_storage_url, run_tuned
 
@@ -156,9 +159,65 @@ def run_grid(
         outcomes = run_tuned(chosen, todo, tracker, options, url, str(g.path), say, **backend_kw)
     else:
         outcomes = execute(todo, tracker, options, console=say, **backend_kw)
+    done_first = {o.cell.name for o in first}
+    outcomes = first + [o for o in outcomes if o.cell.name not in done_first]
     touched = {o.cell.config_id for o in outcomes}
     update_summaries(tracker, experiment_id, [c for c in g.cells if c.config_id in touched])
     return RunResult(g.name, tracker.uri, experiment_id, outcomes)
+
+
+def _announce(
+    say: Console, name: str, todo: list[Any], chosen: list[Any], uri: str, plan: Any, order_by: str | None
+) -> None:
+    extra = len(todo) - len(chosen)
+    say.print(
+        f"grid [bold]{name}[/]: {len(todo)} cells"
+        + (f" ({extra} added as cell: sources)" if extra else "")
+        + f" → MLflow {uri} (experiment {name!r})"
+        + (f"; racing by {', '.join(plan.by)}" if plan else "")
+        + (f"; in the order {order_by} predicts" if order_by else ""),
+        highlight=False,
+    )
+
+
+def _in_predicted_order(
+    todo: list[Any], score: str, g: Grid, tracker: Any, options: Any, say: Console, backend_kw: dict
+) -> tuple[list[Any], list[Any]]:
+    """(the cells in the order ``score`` predicts, the outcomes of the ``cell:`` sources trained
+    first because their backbones are what the score reads)."""
+    from tlbench.executor import execute
+    from tlbench.rank.order import order_cells
+    from tlbench.rank.targets import targets, unfinished_sources
+
+    def line(text: str) -> None:
+        say.print(text, highlight=False)
+
+    first: list[Any] = []
+    names = set(unfinished_sources(targets(todo), set(tracker.finished_runs(options.experiment_id))))
+    if names:
+        line(f"--order-by {score}: training the {len(names)} cell: source(s) it scores first")
+        first = execute(
+            with_dependencies([c for c in todo if c.name in names], g.cells),
+            tracker,
+            options,
+            console=say,
+            **backend_kw,
+        )
+        if any(not o.done for o in first):
+            line(f"[yellow]--order-by {score}: a source did not finish; the cells keep the grid's order[/]")
+            return todo, first
+    device = None if options.device == "auto" else options.device
+    ordered = order_cells(
+        todo,
+        score,
+        tracker,
+        options.experiment_id,
+        grid=g.name,
+        data_dir=options.data_dir,
+        device=device,
+        say=line,
+    )
+    return ordered, first
 
 
 def tune_grid(

@@ -11,6 +11,7 @@ from tlbench.cli.grant import grant
 from tlbench.cli.grids import grids_cmd, init_cmd
 from tlbench.cli.ls import ls_cmd
 from tlbench.cli.prefetch import prefetch
+from tlbench.cli.rank import rank_cmd
 from tlbench.cli.report import report
 from tlbench.cli.run import run
 from tlbench.cli.server import server
@@ -33,6 +34,7 @@ for command in (
     prefetch,
     run,
     tune,
+    rank_cmd,
     report,
     ui,
     server,

@@ -90,6 +90,13 @@ INCOMPLETE_EXIT = 3  # --require-complete: some cells are held by other live pro
     help="MLflow's system metrics (CPU, memory, GPU) on every cell run",
 )
 @click.option(
+    "--order-by",
+    default=None,
+    metavar="SCORE",
+    help="run the cells in the order a transferability score predicts (best backbone first per "
+    "dataset; scores missing from the store are computed first, as tlbench rank does)",
+)
+@click.option(
     "--require-complete",
     is_flag=True,
     help=f"exit {INCOMPLETE_EXIT} when cells are left to other live processes (default: 0, as workers need)",
@@ -115,6 +122,7 @@ def run(
     race_by: str | None,
     storage: str | None,
     system_metrics: bool,
+    order_by: str | None,
     require_complete: bool,
 ) -> None:
     """Train every (selected) cell of a grid and track it in MLflow."""
@@ -143,6 +151,7 @@ def run(
             race_by=[a.strip() for a in race_by.split(",") if a.strip()] if race_by else None,
             storage=storage,
             system_metrics=system_metrics,
+            order_by=order_by,
             console=common.err_console,
         )
     except KeyboardInterrupt:
