@@ -27,12 +27,14 @@ def rank_grid(
     data_dir: str | None = None,
     device: str = "auto",
     log: bool = True,
+    reuse_probes: bool = True,
     console: Console | None = None,
 ) -> Ranking:
     """Score every (dataset, backbone) of the (selected) cells from one forward pass over the
     target data (``scores``: comma list or names, default all), check the scores against the
     store's finished ``against`` results, and log one MLflow run per dataset (``log``).
-    ``Ranking`` holds the per-seed values, the tables and the agreement as DataFrames."""
+    ``Ranking`` holds the per-seed values, the tables and the agreement as DataFrames.
+    ``reuse_probes``: ``probe`` is the grid's finished L-BFGS probe cells' where they exist."""
     from tlbench.api.runs import progress_console
     from tlbench.rank.ranking import rank
     from tlbench.rank.scores import parse_scores
@@ -53,5 +55,6 @@ def rank_grid(
         data_dir=data_dir,
         device=None if device == "auto" else device,
         log=log,
+        reuse_probes=reuse_probes,
         say=lambda line: say.print(line, highlight=False),
     )

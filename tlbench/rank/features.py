@@ -19,7 +19,7 @@ import torch
 import torch.nn as nn
 
 from tlbench.catalog.strategies import Phase
-from tlbench.data import make_augment
+from tlbench.data import TensorSplit, make_augment
 from tlbench.features.keys import backbone_digest, entry_keys
 from tlbench.features.store import FeatureStore, default_root
 from tlbench.models.build import build_model, data_config
@@ -43,7 +43,7 @@ class TargetFeatures:
     source_probs: np.ndarray | None
     source_note: str
     weights_digest: str
-    store: str  # hit | extracted | off
+    store: str  # hit | extracted (into the store) | partial (the target's rows alone) | off
     seconds: dict[str, float] = field(default_factory=dict)  # build, extract
 
 
@@ -100,12 +100,40 @@ def _features(target: Target, s: _Setup, data: Any) -> tuple[dict[str, torch.Ten
         return out, "off"
     fields, sources, rows, keys = entry_keys(target.cell, s, data, ("train", "val"))
     stored = StoredFeatures(FeatureStore(root), fields, sources, rows, keys)
+    out: dict[str, torch.Tensor] = {}
+    partial = False
     try:
         stored.lookup()
-        out = {split: stored.split(split, s, bs) for split in ("train", "val")}  # type: ignore[arg-type]
+        for split in ("train", "val"):
+            part = _rows_only(stored, split, s, bs)
+            partial |= part is not None
+            out[split] = part if part is not None else stored.split(split, s, bs)  # type: ignore[arg-type]
     finally:
         stored.close()
-    return out, "hit" if all(v == "hit" for v in stored.status.values()) else "extracted"
+    status = {v for k, v in stored.status.items() if k in stored.tensors} | (
+        {"partial"} if partial else set()
+    )
+    return out, "hit" if status == {"hit"} else "+".join(sorted(status - {"hit"}))
+
+
+PARTIAL_BELOW = 0.25  # extract only the target's rows when they are under this share of the source
+
+
+def _rows_only(stored: StoredFeatures, split: str, s: _Setup, bs: int) -> torch.Tensor | None:
+    """A miss whose rows are a small share of their source split (a 2 % subset of a big train
+    set) is extracted for those rows alone, not stored: the whole split is what a probe's entry
+    needs, and extracting it would cost the ranking many times its own work. None: use the store."""
+    src, rows = stored.rows[split]
+    source = stored.sources[src]
+    if src in stored.tensors or rows is None or not isinstance(source.images, torch.Tensor):
+        return None
+    if len(rows) >= PARTIAL_BELOW * len(source):
+        return None
+    idx = torch.as_tensor(rows, dtype=torch.long)
+    part = to_device(TensorSplit(source.images[idx], source.labels[idx]), s.device)
+    return extract_features(
+        s.model, part, s.eval_tf, batch_size=bs, autocast=s.autocast, channels_last=s.channels_last
+    )
 
 
 def target_features(

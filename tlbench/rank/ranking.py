@@ -141,7 +141,9 @@ def finished_probes(cells: list[Cell], frame: pd.DataFrame) -> dict[tuple[str, s
     from tlbench.report.tables import VAL_SCORE
 
     lbfgs = {
-        c.name for c in cells if c.strategy.name == "linear_probe" and c.strategy.params.get("solver") == "lbfgs"
+        c.name
+        for c in cells
+        if c.strategy.name == "linear_probe" and c.strategy.params.get("solver") == "lbfgs"
     }
     done = frame[frame["cell"].isin(lbfgs) & (frame["status"] == "FINISHED")].dropna(subset=[VAL_SCORE])
     return {
@@ -172,9 +174,12 @@ def rank(
     data_dir: str | None = None,
     device: str | None = None,
     log: bool = True,
+    reuse_probes: bool = True,
     say: Callable[[str], None] = print,
 ) -> Ranking:
-    """Score, check against the finished ``against`` results of the same cells' grid, log."""
+    """Score, check against the finished ``against`` results of the same cells' grid, log.
+    ``reuse_probes``: take ``probe`` from the grid's finished L-BFGS probe cells where there are
+    some (False: solve it here, as before any cell has run)."""
     from tlbench.tracking.rankings import log_ranking
 
     t0 = time.perf_counter()
@@ -191,7 +196,7 @@ def rank(
             device=device,
             metric_of=lambda t: metrics[t.key],
             say=say,
-            known=finished_probes(cells, frame),
+            known=finished_probes(cells, frame) if reuse_probes else None,
         )
     results = results_for(frame, against)
     agree = agreement_table(values, results)
