@@ -82,7 +82,13 @@ def test_rank_scores_every_backbone_logs_a_run_and_checks_against_finetune(train
 
     one = [t for t in check_targets(g.cells, _tracker(store), exp_id(store)) if t.backbone == "fractal"][:1]
     fresh, _, _ = score_targets(
-        one, ["probe"], _weights(store, one[0].cell), data_dir=None, device=None, metric_of=lambda t: "acc", say=print
+        one,
+        ["probe"],
+        _weights(store, one[0].cell),
+        data_dir=None,
+        device=None,
+        metric_of=lambda t: "acc",
+        say=print,
     )
     probe = v[v["score"] == "probe"].set_index(["backbone", "seed"])["value"]
     assert fresh["value"].iloc[0] == pytest.approx(probe[("fractal", one[0].seed)], abs=1e-9)

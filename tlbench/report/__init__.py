@@ -14,11 +14,11 @@ puts them together; the names below are the package's public API.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from tlbench.report.collect import cells_frame, epoch_history, log_to_mlflow, tuned_runs
+from tlbench.report.collect import cells_frame, epoch_history, log_to_mlflow, rank_values, tuned_runs
 from tlbench.report.comparisons import check_compare_axis, compare_table, rank_result
 from tlbench.report.configs import config_table, reported_vs_tlbench
 from tlbench.report.costs import cost_fronts, cost_table
@@ -33,6 +33,8 @@ from tlbench.report.render import (
     render_pivot,
     render_ranks,
     render_summary,
+    render_transfer,
+    render_transferability,
     to_html,
     to_latex,
     to_markdown,
@@ -53,6 +55,7 @@ from tlbench.report.tables import (
     summary_frame,
     tuned_vs_untuned,
 )
+from tlbench.report.transferability import SCORE_COLUMNS, agreement_table, results_for, score_table
 
 if TYPE_CHECKING:
     from tlbench.cells import Cell
@@ -79,12 +82,15 @@ __all__ = [
     "pivot",
     "pivot_table",
     "rank_result",
+    "rank_values",
     "render_compare",
     "render_costs",
     "render_frame",
     "render_pivot",
     "render_ranks",
     "render_summary",
+    "render_transfer",
+    "render_transferability",
     "reported_vs_tlbench",
     "summary_frame",
     "to_html",
@@ -150,6 +156,7 @@ def build(
         race=race_table(df),
         raced_out=dropped_table(df),
         metric=metric_label(df),
+        **_transferability(tracker, experiment_id, df, ci),
     )
     if plots and out is not None:
         out.mkdir(parents=True, exist_ok=True)
@@ -164,5 +171,39 @@ def build(
             table=table,
             keep=rep.figures,
             costs=rep.costs,
+            transfer=_transfer_frames(rep),
+            ci=ci,
         )
     return rep
+
+
+def _transferability(tracker: Tracker, experiment_id: str, df: pd.DataFrame, ci: str) -> dict[str, Any]:
+    """The transferability section's ``Report`` fields: each selected dataset's newest rank run,
+    its scores over seeds, the ``against`` results they are checked against and how they agree
+    (nothing where the grid has no rank run: the section is left out)."""
+    order = {d: i for i, d in enumerate(dict.fromkeys(df["dataset"]))}
+    values = rank_values(tracker, experiment_id)
+    values = values[values["dataset"].isin(order)]
+    if values.empty:
+        return {}
+    values = values.sort_values("dataset", key=lambda d: d.map(order), kind="stable")  # grid order
+    against = {str(d): str(a) for d, a in zip(values["dataset"], values["against"], strict=True)}
+    parts = [
+        results_for(df[df["dataset"].isin([d for d, a in against.items() if a == strategy])], strategy)
+        for strategy in dict.fromkeys(against.values())
+    ]
+    results = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+    values = values[SCORE_COLUMNS]
+    return {
+        "transfer_scores": score_table(values, ci),
+        "transfer_results": results,
+        "transfer_agreement": agreement_table(values, results),
+        "transfer_against": against,
+    }
+
+
+def _transfer_frames(rep: Report) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, dict[str, str]] | None:
+    """What the transferability figures are drawn from, or None without the section."""
+    if rep.transfer_scores.empty:
+        return None
+    return rep.transfer_scores, rep.transfer_results, rep.transfer_agreement, rep.transfer_against

@@ -15,6 +15,7 @@ import pandas as pd
 
 from tlbench.report.configs import ENV_PARAMS
 from tlbench.report.tables import SCORE, VAL_SCORE, summary_frame
+from tlbench.report.transferability import SCORE_COLUMNS
 from tlbench.tracking import tags
 
 if TYPE_CHECKING:
@@ -137,6 +138,40 @@ def epoch_history(tracker: Tracker, df: pd.DataFrame, metrics: list[str] = EPOCH
         for h in history
     ]
     return pd.DataFrame.from_records(records, columns=[*keys, "epoch", "metric", "value"])
+
+
+def rank_values(tracker: Tracker, experiment_id: str) -> pd.DataFrame:
+    """Each dataset's newest ``tlbench rank`` run read back: one row per dataset × backbone × seed
+    × score (``SCORE_COLUMNS``), plus ``against``, the strategy the run checks its scores against.
+
+    The candidate score names come from the run's own ``scores`` param (``tlbench.rank.scores``
+    would import torch); rows follow the run's score and backbone order, so "the first score" of
+    the report is the first one ``rank`` was asked for.
+    """
+    from tlbench.tracking.rankings import AGREEMENT_KEYS, latest_rankings, ranking_values
+
+    frames = []
+    for dataset, run in latest_rankings(tracker, experiment_id).items():
+        params = run.data.params
+        scores = [s for s in params.get("scores", "").split(",") if s]
+        if not scores:  # a run logged without the param: its metric keys name the scores
+            skip = {"time", *AGREEMENT_KEYS}
+            scores = sorted({k.split(".", 1)[0] for k in run.data.metrics} - skip)
+        rows = pd.DataFrame(ranking_values(run, scores), columns=SCORE_COLUMNS[1:])
+        if rows.empty:
+            continue
+        backbones = [b for b in params.get("backbones", "").split(",") if b]
+        order = {b: i for i, b in enumerate([*backbones, *sorted(set(rows["backbone"]) - set(backbones))])}
+        rows = rows.assign(
+            seed=pd.to_numeric(rows["seed"], errors="coerce").astype(float),  # None -> NaN: one seed
+            _s=rows["score"].map({s: i for i, s in enumerate(scores)}),
+            _b=rows["backbone"].map(order),
+        )
+        rows = rows.sort_values(["_s", "_b", "seed"]).drop(columns=["_s", "_b"])
+        frames.append(rows.assign(dataset=dataset, against=params.get("against", "finetune")))
+    if not frames:
+        return pd.DataFrame(columns=[*SCORE_COLUMNS, "against"])
+    return pd.concat(frames, ignore_index=True)[[*SCORE_COLUMNS, "against"]]
 
 
 def log_to_mlflow(tracker: Tracker, experiment_id: str, grid: str, files: list[Path]) -> str:

@@ -1,15 +1,17 @@
 """The report in the terminal (rich tables): the pivot with its marks, the comparison and ranks of
-an axis, and the summary ``tlbench run`` prints at its end, one row per configuration when the
-grid has replicates."""
+an axis, the transferability scores (also what ``tlbench rank`` prints), and the summary
+``tlbench run`` prints at its end, one row per configuration when the grid has replicates."""
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 import pandas as pd
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from tlbench.report import fmt
+from tlbench.report import fmt, fmt_transfer
 from tlbench.report.configs import config_table
 from tlbench.report.tables import Report, label
 
@@ -80,6 +82,43 @@ def render_costs(rep: Report, console: Console) -> None:
         render_frame(table, console, f"method × cost: {title}")
     if tables:
         console.print(f"  {fmt.COSTS_NOTE}", style="dim", highlight=False)
+
+
+def render_transferability(
+    console: Console,
+    table: pd.DataFrame,
+    agreement: pd.DataFrame,
+    against: str | Mapping[str, str],
+    results: pd.DataFrame | None = None,
+    *,
+    metric: str | Mapping[str, str] = "accuracy",
+    ci: str = "t",
+) -> None:
+    """Transferability scores per dataset (``score_table``'s ``table``), the ``against`` results
+    (``results_for``'s, optional) beside them and each score's ``agreement`` with them, as the
+    report shows them: what ``tlbench rank`` prints for a fresh ranking."""
+    _render_sections(console, fmt_transfer.sections(table, agreement, against, results, metric=metric, ci=ci))
+
+
+def render_transfer(rep: Report, console: Console) -> None:
+    """The report's transferability section (nothing when the grid has no rank runs)."""
+    _render_sections(console, fmt_transfer.report_sections(rep))
+
+
+def _render_sections(console: Console, sections: list[fmt_transfer.TransferSection]) -> None:
+    for s in sections:
+        render_frame(
+            s.scores,
+            console,
+            f"transferability: {s.dataset} (backbones in the predicted order of {s.order_by})",
+        )
+        console.print(f"  {s.note}", style="dim", highlight=False)
+        if s.agreement.empty:
+            console.print(f"  no finished {s.against} results to check the scores against yet", style="dim")
+        else:
+            render_frame(s.agreement, console, f"agreement with {s.against}: {s.dataset}")
+    if sections:
+        console.print(f"  {fmt_transfer.AGREEMENT_NOTE}", style="dim", highlight=False)
 
 
 def render_summary(df: pd.DataFrame, console: Console, title: str = "results", ci: str = "t") -> None:

@@ -2,7 +2,8 @@
 
 Every figure is drawn in ``tlbench.figures`` (``curves``: learning curves with bands over seeds;
 ``comparisons``: heatmap, axis bars, accuracy vs time; ``costs``: score vs trainable parameters
-and memory; ``cd_diagram``); this module picks what the data allows and where each goes.
+and memory; ``transferability``: scores vs results; ``cd_diagram``); this module picks what the
+data allows and where each goes.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ import pandas as pd
 from tlbench.figures.comparisons import axis_bars, heatmap, pareto_plot
 from tlbench.figures.costs import cost_plots
 from tlbench.figures.curves import learning_curves, slug
+from tlbench.figures.transferability import transfer_plots
 from tlbench.report.costs import cost_fronts
+from tlbench.report.fmt_transfer import dataset_metrics, figure_points
 from tlbench.report.tables import AXES, pareto_front
 
 if TYPE_CHECKING:
@@ -35,11 +38,15 @@ def report_figures(
     table: PivotTable | None = None,
     keep: dict[str, Any] | None = None,
     costs: pd.DataFrame | None = None,
+    transfer: tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, dict[str, str]] | None = None,
+    ci: str = "t",
 ) -> dict[str, Path]:
     """Every figure the data allows, as title -> PNG file in ``out`` (in report order); ``axis``
     splits the learning curves into panels and colours the Pareto plot; ``keep`` collects the
     figures themselves (title -> matplotlib Figure); ``costs`` (``costs.cost_table``'s) adds the
-    score vs cost plots, one per dataset."""
+    score vs cost plots, one per dataset; ``transfer`` (the report's transferability score table,
+    per-seed results, agreement, and dataset -> strategy checked against) the scores vs results
+    scatters, one per dataset, the results' intervals over seeds by ``ci``."""
     files = learning_curves(history, out, axis, keep)
     marks = (table.wide("best"), table.wide("tie")) if table is not None else (None, None)
     files.update(heatmap(piv, out, *marks, keep=keep))
@@ -49,6 +56,10 @@ def report_figures(
     files.update(pareto_plot(points, fronts, out, axis, keep))
     if costs is not None and len(costs):
         files.update(cost_plots(_cost_points(costs), cost_fronts(costs), out, keep))
+    if transfer is not None and len(transfer[0]):
+        table, results, agreement, against = transfer
+        points = figure_points(table, results, against, dataset_metrics(df), ci)
+        files.update(transfer_plots(points, agreement, out, keep))
     if ranks is not None:
         files.update(cd_plot(ranks, axis, out, keep))
     return files

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from tlbench.report import fmt
+from tlbench.report import fmt, fmt_transfer
 from tlbench.report.tables import Report, label
 
 SPECIAL = {
@@ -34,6 +34,7 @@ SPECIAL = {
     "×": r"$\times$",
     "α": r"$\alpha$",
     "χ": r"$\chi$",
+    "τ": r"$\tau$",
     "²": r"$^2$",
 }
 PREAMBLE = r"""\documentclass{article}
@@ -102,7 +103,8 @@ def _pivot(rep: Report) -> str:
 
 
 def to_latex(rep: Report) -> str:
-    """A compilable document (article, booktabs): the pivot, the comparison, the ranks, the costs."""
+    """A compilable document (article, booktabs): the pivot, the comparison, the ranks, the costs,
+    the transferability scores and their agreement."""
     parts = [
         PREAMBLE,
         rf"\section*{{tlbench report: grid {escape(rep.grid)}}}",
@@ -119,5 +121,10 @@ def to_latex(rep: Report) -> str:
         parts.append(_table(tabular(ranks, index=False), " ".join(fmt.ranks_lines(rep))))
     for title, table in fmt.cost_tables(rep.costs):
         parts.append(_table(tabular(table, index=False), f"Method × cost, {title}. {fmt.COSTS_NOTE}"))
+    for t in fmt_transfer.report_sections(rep):
+        parts.append(_table(tabular(t.scores, index=False), f"Transferability scores, {t.dataset}. {t.note}"))
+        if not t.agreement.empty:
+            caption = f"Agreement of the scores with {t.against}, {t.dataset}. {fmt_transfer.AGREEMENT_NOTE}"
+            parts.append(_table(tabular(t.agreement, index=False), caption))
     parts.append(r"\end{document}")
     return "\n\n".join(parts) + "\n"

@@ -10,7 +10,8 @@ from pathlib import Path
 import pandas as pd
 
 from tlbench.figures.costs import COST_TITLE
-from tlbench.report import fmt
+from tlbench.figures.transferability import TRANSFER_TITLE
+from tlbench.report import fmt, fmt_transfer
 from tlbench.report.racing import RACE_NOTE
 from tlbench.report.tables import Report, label
 
@@ -126,6 +127,29 @@ def _costs(rep: Report) -> list[str]:
     return parts
 
 
+def _transfer(rep: Report) -> list[str]:
+    """Per dataset with a rank run: scores beside results, the agreement table, its scatter."""
+    found = fmt_transfer.report_sections(rep)
+    if not found:
+        return []
+    parts = [f"<h2>{html.escape(fmt_transfer.SECTION_TITLE)}</h2>"]
+    for s in found:
+        parts += [f"<h3>{html.escape(s.dataset)}</h3>", _notes([s.note])]
+        parts.append(_scroll(_html_table(s.scores, index=False)))
+        if s.agreement.empty:
+            parts.append(
+                f"<p>no finished {html.escape(s.against)} results to check the scores against yet</p>"
+            )
+        else:
+            parts += [
+                f"<p>Agreement with {html.escape(s.against)}:</p>",
+                _html_table(s.agreement, index=False),
+            ]
+        title = f"{TRANSFER_TITLE}: {s.dataset}"
+        parts += [_img(title, rep.plots[title])] if title in rep.plots else []
+    return [*parts, _notes([fmt_transfer.AGREEMENT_NOTE])]
+
+
 def _img(title: str, path: Path) -> str:
     data = base64.b64encode(path.read_bytes()).decode()
     return f'<h3>{html.escape(title)}</h3><img alt="{html.escape(title)}" src="data:image/png;base64,{data}">'
@@ -171,8 +195,9 @@ def to_html(rep: Report) -> str:
         sections += ["<h2>Reported elsewhere vs tlbench</h2>", _html_table(rep.reported, index=False)]
     if not rep.tuned.empty:
         sections += ["<h2>Tuned vs untuned</h2>", _html_table(rep.tuned, index=False)]
-    sections += _pivot(rep) + _statistics(rep) + _pivot(rep, val=True) + _costs(rep) + _details(rep)
-    shown = ("critical difference", COST_TITLE)  # embedded in their sections
+    sections += _pivot(rep) + _statistics(rep) + _pivot(rep, val=True) + _costs(rep) + _transfer(rep)
+    sections += _details(rep)
+    shown = ("critical difference", COST_TITLE, TRANSFER_TITLE)  # embedded in their sections
     imgs = "".join(_img(t, p) for t, p in rep.plots.items() if not t.startswith(shown))
     sections += ["<h2>Plots</h2>", imgs or "<p>no plots</p>"]
     return (

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from tlbench.report import fmt
+from tlbench.report import fmt, fmt_transfer
 from tlbench.report.console import (
     render_compare,
     render_costs,
@@ -20,6 +20,8 @@ from tlbench.report.console import (
     render_pivot,
     render_ranks,
     render_summary,
+    render_transfer,
+    render_transferability,
 )
 from tlbench.report.latex import to_latex
 from tlbench.report.page import to_html
@@ -33,6 +35,8 @@ __all__ = [
     "render_pivot",
     "render_ranks",
     "render_summary",
+    "render_transfer",
+    "render_transferability",
     "to_html",
     "to_latex",
     "to_markdown",
@@ -123,6 +127,21 @@ def _cost_sections(rep: Report) -> list[str]:
     return parts
 
 
+def _transfer_sections(rep: Report) -> list[str]:
+    """Per dataset with a rank run: its scores beside the results, then how each score agreed."""
+    found = fmt_transfer.report_sections(rep)
+    if not found:
+        return []
+    parts = [f"## {fmt_transfer.SECTION_TITLE}"]
+    for s in found:
+        parts += [f"### {s.dataset}", s.note, _markdown_table(s.scores, index=False)]
+        if s.agreement.empty:
+            parts.append(f"_no finished {s.against} results to check the scores against yet_")
+        else:
+            parts += [f"Agreement with `{s.against}`:", _markdown_table(s.agreement, index=False)]
+    return [*parts, fmt_transfer.AGREEMENT_NOTE]
+
+
 def _epoch_sections(rep: Report) -> list[str]:
     """Validation accuracy per epoch, one table per dataset: configurations down, epochs across."""
     parts = ["## Validation accuracy per epoch (mean over seeds)"]
@@ -147,6 +166,7 @@ def to_markdown(rep: Report) -> str:
     parts += _statistics_sections(rep)
     parts += _pivot_section(rep, val=True)
     parts += _cost_sections(rep)
+    parts += _transfer_sections(rep)
     if fmt.replicated(rep):
         parts += [
             "## Configurations (replicates summarised)",
@@ -175,6 +195,7 @@ def _csv_tables(rep: Report) -> dict[str, tuple[pd.DataFrame, bool]]:
         tables["configurations.csv"] = (rep.configs, False)
     if not rep.costs.empty:
         tables["method_cost.csv"] = (rep.costs, False)
+    tables |= {name: (table, False) for name, table in fmt_transfer.csv_tables(rep).items()}
     if not rep.compare.empty:
         tables[f"compare_{rep.compare_axis}.csv"] = (rep.compare, False)
     if not fmt.ranks_frame(rep).empty:

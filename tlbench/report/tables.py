@@ -95,6 +95,11 @@ class Report:
     race: pd.DataFrame = field(default_factory=pd.DataFrame)
     raced_out: pd.DataFrame = field(default_factory=pd.DataFrame)
     metric: str = "accuracy"  # what the tables rank by, in words (``metric_label``)
+    # transferability (``tlbench rank``'s runs of the grid's datasets; empty without any)
+    transfer_scores: pd.DataFrame = field(default_factory=pd.DataFrame)  # transferability.score_table
+    transfer_results: pd.DataFrame = field(default_factory=pd.DataFrame)  # results_for: per seed
+    transfer_agreement: pd.DataFrame = field(default_factory=pd.DataFrame)  # agreement_table
+    transfer_against: dict[str, str] = field(default_factory=dict)  # dataset -> checked-against strategy
     figures: dict[str, Any] = field(default_factory=dict)  # title -> matplotlib Figure (with ``out``)
     files: list[Path] = field(default_factory=list)  # what ``write`` wrote
     mlflow_run_id: str = ""  # the grid's parent run the files were attached to
