@@ -103,6 +103,7 @@ def _show(rep: Any, grid: str) -> None:
     rp.render_compare(rep, console)
     rp.render_ranks(rep, console)
     rp.render_costs(rep, console)
+    rp.render_transfer(rep, console)
     if not rep.race.empty:
         rp.render_frame(rep.race, console, "racing: compute spent and saved (winner: best mean val acc)")
     if not rep.reported.empty:

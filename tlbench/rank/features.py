@@ -117,6 +117,7 @@ def _features(target: Target, s: _Setup, data: Any) -> tuple[dict[str, torch.Ten
 
 
 PARTIAL_BELOW = 0.25  # extract only the target's rows when they are under this share of the source
+PARTIAL_MIN_SOURCE = 10_000  # ... of a source this large (a small one is cheap to extract whole, and stored)
 
 
 def _rows_only(stored: StoredFeatures, split: str, s: _Setup, bs: int) -> torch.Tensor | None:
@@ -127,7 +128,7 @@ def _rows_only(stored: StoredFeatures, split: str, s: _Setup, bs: int) -> torch.
     source = stored.sources[src]
     if src in stored.tensors or rows is None or not isinstance(source.images, torch.Tensor):
         return None
-    if len(rows) >= PARTIAL_BELOW * len(source):
+    if len(source) < PARTIAL_MIN_SOURCE or len(rows) >= PARTIAL_BELOW * len(source):
         return None
     idx = torch.as_tensor(rows, dtype=torch.long)
     part = to_device(TensorSplit(source.images[idx], source.labels[idx]), s.device)
