@@ -18,6 +18,7 @@ _API = (
     "RunResult",
     "expand_grid",
     "load_grid",
+    "order_cells",
     "prefetch_grid",
     "rank_grid",
     "report_grid",
