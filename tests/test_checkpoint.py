@@ -24,6 +24,30 @@ def test_save_keeps_the_previous_epoch_and_loads_the_last(tmp_path):
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["last.pt", "prev.pt"]  # no temp left
 
 
+def test_an_interrupt_at_any_step_of_a_save_leaves_last_pt_in_place(tmp_path, monkeypatch):
+    """Ctrl-C lands between bytecodes: whichever rename it follows, ``last.pt`` is still there."""
+    import tlbench.train.checkpoint as module
+
+    ck = Checkpointer(tmp_path / "run", "cell1")
+    ck.save(_state(1))
+    ck.save(_state(2))
+    real, calls = module.os.replace, []
+
+    def interrupted_after_first(src, dst):
+        real(src, dst)
+        calls.append(dst)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(module.os, "replace", interrupted_after_first)
+    with pytest.raises(KeyboardInterrupt):
+        ck.save(_state(3))
+    monkeypatch.undo()
+    assert ck.last.exists() and ck.load()["epoch"] == 2
+    ck.save(_state(4))  # the next save cleans up after the cut one
+    assert ck.load()["epoch"] == 4 and torch.load(ck.prev, weights_only=True)["epoch"] == 2
+
+
 def test_a_truncated_checkpoint_falls_back_to_the_previous_with_a_warning(tmp_path):
     ck = Checkpointer(tmp_path / "run", "cell1")
     ck.save(_state(1))

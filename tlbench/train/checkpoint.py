@@ -31,6 +31,18 @@ def checkpoint_root(path: str | Path | None = None) -> Path:
     return Path(env).expanduser() if env else Path("mlruns").resolve() / "checkpoints"
 
 
+def _keep_as(src: Path, dst: Path) -> None:
+    """``dst`` becomes a copy of ``src`` while ``src`` stays: a hard link renamed into place (an
+    interrupt between two renames must not leave ``last.pt`` missing); a copy where links fail."""
+    staged = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
+    staged.unlink(missing_ok=True)
+    try:
+        os.link(src, staged)
+    except OSError:  # a filesystem without hard links
+        shutil.copyfile(src, staged)
+    os.replace(staged, dst)
+
+
 class Checkpointer:
     """Saves and restores the training state of one run (one cell attempt)."""
 
@@ -53,8 +65,8 @@ class Checkpointer:
         torch.save({"format": FORMAT_VERSION, "cell_id": self.cell_id, **state}, tmp)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
-        if self.last.exists():
-            os.replace(self.last, self.prev)
+        if self.last.exists():  # prev <- last without a moment where neither holds the last epoch
+            _keep_as(self.last, self.prev)
         os.replace(tmp, self.last)
 
     def load(self) -> dict[str, Any] | None:
