@@ -1,7 +1,8 @@
 """Racing for real (worker pool, 2 workers): a clearly bad configuration is dropped at the first
 rung and a near-tie is not; survivors end bit-identical to an unraced run; a rerun replays the
 decisions without training; --no-race continues a dropped cell from its checkpoint; a rung is a
-barrier per group."""
+barrier per group; on a store filled through MLflow's client, curves that cross keep their late
+winner."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from rich.console import Console
 from tlbench.cells import expand
 from tlbench.executor import RunOptions, execute
 from tlbench.executor.options import RacePlan
-from tlbench.executor.racing import check_plan, rung_epochs
+from tlbench.executor.racing import Race, check_plan, rung_epochs
+from tlbench.executor.runner import CellOutcome
 from tlbench.spec import SpecError, parse_grid
 from tlbench.tracking import Tracker, tags
 
@@ -174,3 +176,98 @@ def test_the_command_line_refuses_a_bad_race_before_training(tmp_path):
         beyond.exit_code == 2 and "race.epochs[1]" in beyond.output and "beyond the 6 epochs" in beyond.output
     )
     assert not (tmp_path / "m.db").exists() or "FINISHED" not in beyond.output
+
+
+# the rule on a store filled through MLflow's client: curves that cross -------------------------
+
+CROSSING = {
+    **GRID,
+    "name": "crossing",
+    "train": {**GRID["train"], "epochs": 9},
+    "optimizers": [
+        {"name": "sgd", "label": "early"},  # fast start, saturates at 0.89
+        {"name": "sgd", "label": "late", "train": {"lr": 0.5}},  # trails until it anneals, wins
+        {"name": "sgd", "label": "flat", "train": {"lr": 1e-3}},  # slows down far below: hopeless
+    ],
+}
+CURVES = {  # val_acc per epoch; seed s adds 0.01 * (s - 1)
+    "early": [0.60, 0.80, 0.85, 0.87, 0.88, 0.885, 0.89, 0.89, 0.89],
+    "late": [0.15, 0.30, 0.50, 0.75, 0.90, 0.94, 0.96, 0.97, 0.97],
+    "flat": [0.20, 0.35, 0.42, 0.45, 0.46, 0.47, 0.47, 0.47, 0.47],
+}
+
+
+def _fill(store: str, cells, upto: int, status: str) -> dict[str, str]:
+    """One run per cell with its val_acc history up to epoch ``upto`` (no training): cell -> run id."""
+    from mlflow.entities import Metric
+    from mlflow.tracking import MlflowClient
+
+    client, exp = MlflowClient(store), Tracker(store).experiment_id(cells[0].grid)
+    ids = {}
+    for i, c in enumerate(cells):
+        run_tags = {
+            tags.CELL_ID: c.id,
+            tags.CELL: c.name,
+            tags.CONFIG_ID: c.config_id or c.id,
+            tags.GRID: c.grid,
+        }
+        run = client.create_run(exp, start_time=1_700_000_000_000 + 1000 * i, tags=run_tags)
+        curve = [v + 0.01 * (c.train.seed - 1) for v in CURVES[c.name.split("/")[3]][:upto]]
+        if c.name.endswith("/late/none@s1"):
+            curve[1] = 0.12  # a dip below its first epoch: the race ranks by best so far
+        metrics = [Metric("val_acc", v, 0, e) for e, v in enumerate(curve)]
+        client.log_batch(run.info.run_id, metrics=metrics)
+        client.set_terminated(run.info.run_id, status)
+        ids[c.name] = run.info.run_id
+    return ids
+
+
+def test_a_late_winner_behind_at_the_rung_is_kept_where_the_level_alone_drops_it(tmp_path, monkeypatch):
+    """Rungs at epochs 1 and 3 of 9: at both, 'late' trails 'early' with confidence (0.50 vs 0.85
+    at epoch 3) but its curve is still speeding up; it wins at epoch 9. 'flat' slows down far
+    below the leader. Replaying the rule on the finished runs drops 'flat' only, at epoch 3;
+    ranking by the level so far (no headroom: the rule before) drops the winner at epoch 1."""
+    from tlbench.stats import race_rule
+
+    cells = expand(parse_grid(CROSSING))
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    _fill(store, cells, upto=9, status="FINISHED")
+    tracker = Tracker(store)
+
+    def replay():
+        race = Race(cells, RacePlan(), tracker, tracker.experiment_id("crossing"), what_if=True)
+        assert race.start() == []  # every value is in the store: nothing to train
+        return {d.cell.name.split("/")[3]: d for d in race.dropped}
+
+    dropped = replay()
+    assert set(dropped) == {"flat"}
+    assert dropped["flat"].metrics["epochs_trained"] == 3 and "+ headroom" in dropped["flat"].reason
+    assert "leader digits/test_resnet/scratch/early/none" in dropped["flat"].reason
+    monkeypatch.setattr(race_rule, "headroom", lambda curves, left: 0.0)  # the level alone
+    old = replay()
+    assert set(old) == {"late", "flat"} and old["late"].metrics["epochs_trained"] == 1
+
+
+def test_a_live_race_decides_on_the_curves_a_replay_reads(tmp_path):
+    """Every cell paused at its rung (epoch 3), as a race leaves them: the race drops 'flat' (its
+    runs tagged), sends 'early' and 'late' on to the end; a paused outcome's curve is read from
+    the store, as the replay reads it."""
+    cells = expand(parse_grid(CROSSING))
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    ids = _fill(store, cells, upto=3, status="SCHEDULED")
+    tracker = Tracker(store)
+    race = Race(cells, RacePlan(), tracker, tracker.experiment_id("crossing"))
+    tasks = race.start()
+    assert sorted(t.cell.name for t in tasks) == sorted(c.name for c in cells if "/flat/" not in c.name)
+    assert all(t.pause_at is None for t in tasks)  # the last rung: to the end
+    assert sorted(d.cell.name for d in race.dropped) == sorted(c.name for c in cells if "/flat/" in c.name)
+    for d in race.dropped:
+        marks = tracker.client.get_run(ids[d.cell.name]).data.tags
+        assert marks[tags.RACE] == tags.DROPPED and marks[tags.RACE_RUNG] == "rung 2 (epoch 3 of 9)"
+    # from the start: the first rung's pauses come back with their histories in the store
+    fresh = Race(cells, RacePlan(), tracker, tracker.experiment_id("crossing"), force=True)
+    first = fresh.start()
+    assert {t.pause_at for t in first} == {1} and len(first) == len(cells)
+    late = next(c for c in cells if c.name.endswith("/late/none@s0"))
+    fresh.on_outcome(CellOutcome(late, "PAUSED", ids[late.name], {"race_val_acc": 0.14}))
+    assert fresh.values[late.name] == pytest.approx({1: 0.14, 2: 0.29, 3: 0.49})

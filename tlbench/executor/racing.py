@@ -1,6 +1,6 @@
 """Racing (``tlbench run --race``): comparison groups trained rung by rung, the configurations
-beaten with confidence dropped at each rung (``tlbench.stats.race_rule``), every dropped cell kept
-resumable.
+beaten with confidence dropped at each rung (``tlbench.stats.race_rule``: by what their learning
+curves could still reach in the epochs they have left), every dropped cell kept resumable.
 
 - **Groups**: cells sharing the ``by`` axes (default dataset, backbone and strategy: strategies
   learn at different paces, and a race across them drops slow starters that win in the end: from
@@ -11,8 +11,9 @@ resumable.
   checkpoint (``fit(pause_at=...)``): its schedule is its full budget's, so a survivor ends
   bit-identical to an unraced run.
 - **Replay**: decisions are recomputed from the store on every run (each cell's best validation
-  accuracy up to the rung's epoch, from its MLflow history), so a rerun reaches the same drops
-  without training anything again, and a cell whose decision changes (more seeds) is continued.
+  accuracy after every epoch up to the rung's, from its MLflow history; a live race reads a
+  paused cell's history the same way), so a rerun reaches the same drops without training
+  anything again, and a cell whose decision changes (more seeds) is continued.
 - **States**: paused and dropped runs are SCHEDULED with ``tlbench.race`` = paused | dropped:
   not a crash (KILLED, resumed by the next run) nor a result (FINISHED). ``--no-race``
   continues them from their checkpoints.
@@ -140,8 +141,12 @@ class Race:
         g.waiting.discard(name)
         if outcome.run_id:
             self.run_ids[name] = outcome.run_id
-        if outcome.status == "PAUSED":
-            self.values.setdefault(name, {})[g.epoch(name, self.plan)] = outcome.metrics["race_val_acc"]
+        if outcome.status == "PAUSED":  # its curve from the store, as a replay reads it
+            if outcome.run_id:
+                self._read_history(name, outcome.run_id)
+            self.values.setdefault(name, {}).setdefault(
+                g.epoch(name, self.plan), outcome.metrics["race_val_acc"]
+            )
         elif outcome.done:
             self.finished.add(name)
             if outcome.run_id:
@@ -171,13 +176,21 @@ class Race:
     def _decide(self, g: _Group) -> None:
         """Drop the configurations beaten at this rung (every alive replicate of each)."""
         from tlbench.stats import race_decisions
+        from tlbench.stats.race_rule import headroom
 
         by_config: dict[str, dict[int, float]] = {}
+        curves: dict[str, list[list[float]]] = {}
+        left: dict[str, int] = {}
         for name in g.alive:
-            c = g.cells[name]
-            value = self.values[name][g.epoch(name, self.plan)]
-            by_config.setdefault(c.config_name or c.name, {})[c.train.seed] = value
-        for drop in race_decisions(by_config, level=self.plan.level, eta=self.plan.eta):
+            c, epoch = g.cells[name], g.epoch(name, self.plan)
+            config, seen = c.config_name or c.name, self.values[name]
+            by_config.setdefault(config, {})[c.train.seed] = seen[epoch]
+            # the best-so-far curve up to the rung (cut at a gap: too short a curve has no trend)
+            curve = [seen[e] for e in range(1, epoch + 1) if e in seen]
+            curves.setdefault(config, []).append(curve if len(curve) == epoch else [seen[epoch]])
+            left[config] = max(left.get(config, 0), c.train.epochs - epoch)
+        room = {config: headroom(curves[config], left[config]) for config in by_config}
+        for drop in race_decisions(by_config, level=self.plan.level, eta=self.plan.eta, headroom=room):
             for name in [n for n in g.alive if (g.cells[n].config_name or n) == drop.config]:
                 g.alive.discard(name)
                 if name not in self.finished or self.what_if:  # a finished run stays a result
