@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 from rich.table import Table
 
 from tlbench.cli.common import clean_errors, console, grid_option, load, select_option, tracking_option
+
+if TYPE_CHECKING:
+    from tlbench.preflight.throughput import Estimate, Estimator
 
 
 @click.command("ls")
@@ -15,15 +20,20 @@ from tlbench.cli.common import clean_errors, console, grid_option, load, select_
 @clean_errors
 def ls_cmd(grid: str, select: tuple[str, ...], tracking_uri: str | None) -> None:
     """List the cells of a grid, with what training them costs: FLOPs, and with --tracking-uri
-    the time at the throughput finished runs in that store measured (per backbone, input size,
-    strategy and device)."""
+    the minutes the finished runs in that store predict, with an ~80 % prediction interval.
+
+    Per backbone, input size, strategy and device, the store's runs give seconds = fixed +
+    per epoch x epochs + per image-epoch x train images x epochs (fitted where the key has runs
+    of different sizes, else the ratio of its one size), scaled for the cell's augmentation,
+    optimizer and batch size; the interval is from how far the key's runs fall from their own
+    leave-one-out predictions. Cells with no run of their key say FLOPs: the FLOP model above."""
     from tlbench.preflight.estimate import cell_flops, gpu_hours
 
     spec, cells, chosen = load(grid, select, check_backbones=False)
     measured, device = _measured(tracking_uri)
     table = Table(title=f"grid {spec.name}: {len(chosen)} of {len(cells)} cells")
     columns = ["#", "cell", "id", "seed", "weights", "epochs", "lr", "batch", "size", "subset", "TFLOP"]
-    for col in [*columns, *([f"est. min ({device})"] if measured else [])]:
+    for col in [*columns, *([f"est. min ({device}, 80 %)"] if measured else [])]:
         table.add_column(col, justify="left" if col in ("cell", "id", "weights") else "right")
     flops = [cell_flops(c) for c in chosen]
     seconds = _seconds(chosen, measured, device)
@@ -41,7 +51,7 @@ def ls_cmd(grid: str, select: tuple[str, ...], tracking_uri: str | None) -> None
             str(t.image_size or "auto"),
             f"{t.subset:g}" if t.subset else "",
             f"{f / 1e12:,.1f}" if f is not None else "?",
-            *([f"{seconds[i - 1] / 60:,.1f}" if seconds[i - 1] is not None else "FLOPs"] if measured else []),
+            *([_minutes(seconds[i - 1])] if measured else []),
         )
     console.print(table)
     once = {c.id: f for c, f in zip(chosen, flops, strict=True)}  # cells sharing an id train once
@@ -65,28 +75,59 @@ def ls_cmd(grid: str, select: tuple[str, ...], tracking_uri: str | None) -> None
         highlight=False,
     )
     if measured:
-        timed = [x for x in seconds if x is not None]
+        timed = [e for e in seconds if e is not None]
+        trained = list({c.id: e for c, e in zip(chosen, seconds, strict=True) if e is not None}.values())
+        lows, highs = [e.low for e in trained], [e.high for e in trained]
+        span = (
+            f", 80 % interval {_num(sum(x or 0.0 for x in lows) / 3600)}–{_num(sum(x or 0.0 for x in highs) / 3600)} h "
+            "(the cells' bounds summed: as if all erred alike)"
+            if trained and None not in lows and None not in highs
+            else ""
+        )
+        fitted = sum(e.fitted for e in timed)
+        if not timed:
+            console.print(
+                f"no cell's key (backbone, input size, strategy, device) has a finished run in {tracking_uri}: "
+                f"all {len(chosen)} by the FLOP model above",
+                highlight=False,
+            )
+            return
         console.print(
-            f"{len(timed)} of {len(chosen)} cells at the throughput measured in {tracking_uri} "
-            f"({device}): ≈ {sum(timed) / 3600:,.2f} h on one {device} worker; the other "
+            f"{len(timed)} of {len(chosen)} cells from the runs in {tracking_uri} ({device}; {fitted} fitted over "
+            f"runs of different sizes, {len(timed) - fitted} at the ratio of the one size their key has run): "
+            f"≈ {_num(sum(e.seconds for e in trained) / 3600)} h{span} on one {device} worker; the other "
             f"{len(chosen) - len(timed)} by the FLOP model above",
             highlight=False,
         )
 
 
-def _measured(tracking_uri: str | None) -> tuple[dict, str]:
-    """Seconds per training image-epoch measured by the store's finished runs, and their device."""
+def _measured(tracking_uri: str | None) -> tuple[Estimator | None, str]:
+    """The estimator on the store's finished runs (None without a store, or runs), and their device."""
     if not tracking_uri:
-        return {}, "cpu"
-    from tlbench.preflight.throughput import main_device, rates, store_runs
+        return None, "cpu"
+    from tlbench.preflight.throughput import Estimator, main_device, measurements, store_runs
     from tlbench.tracking import Tracker
 
     runs = store_runs(Tracker(tracking_uri))
-    return rates(runs), main_device(runs)
+    found = measurements(runs)
+    return (Estimator(found) if found else None), main_device(runs)
 
 
-def _seconds(cells: list, measured: dict, device: str) -> list[float | None]:
+def _seconds(cells: list, measured: Estimator | None, device: str) -> list[Estimate | None]:
     from tlbench.preflight.estimate import train_images
-    from tlbench.preflight.throughput import cell_seconds
 
-    return [cell_seconds(c, measured, device, train_images(c)) for c in cells] if measured else []
+    return [measured.cell(c, device, train_images(c)) for c in cells] if measured else []
+
+
+def _minutes(e: Estimate | None) -> str:
+    """An estimate in minutes with its interval, or FLOPs where the store has no run of its key."""
+    if e is None:
+        return "FLOPs"
+    if e.low is None or e.high is None:
+        return _num(e.seconds / 60)
+    return f"{_num(e.seconds / 60)} ({_num(e.low / 60)}–{_num(e.high / 60)})"
+
+
+def _num(x: float) -> str:
+    """Two significant digits below 10 (0.062, 1.4), whole numbers above."""
+    return f"{x:,.0f}" if x >= 10 else f"{x:.2g}" if x >= 0.001 else "0"
