@@ -9,6 +9,7 @@ out-of-memory error, wait for a cell held elsewhere) is the executors' shared po
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 import traceback
 from collections.abc import Callable
@@ -98,7 +99,7 @@ def resolve_weights(cell: Cell, tracker: Tracker, experiment_id: str, run: CellR
     if not STRATEGIES.get(cell.strategy.name).pretrained:
         return None
     if cell.weights.kind == "cell":
-        source = tracker.finished_runs(experiment_id).get(cell.depends_on_id or "")
+        source = tracker.finished_run(experiment_id, cell.depends_on_id or "")
         if source is None:
             raise RuntimeError(
                 f"source cell {cell.depends_on!r} has no FINISHED run; run it first "
@@ -120,9 +121,7 @@ def claim_cell(tracker: Tracker, options: RunOptions, cell: Cell) -> tuple[Claim
     )
     if held is not None:
         return held, None
-    done = (
-        None if options.force else tracker.finished_runs(options.experiment_id, options.variant).get(cell.id)
-    )
+    done = None if options.force else tracker.finished_run(options.experiment_id, cell.id, options.variant)
     if done is not None:
         return None, CellOutcome(cell, "SKIPPED", done.info.run_id, dict(done.data.metrics), "finished")
     holder = holder_session(tracker, options.experiment_id, cell.id, options.variant)
@@ -179,10 +178,13 @@ def _train(
 ) -> Any:
 
     from tlbench.train import MultiReporter, fit
+    from tlbench.train.timings import timed
 
     with tempfile.TemporaryDirectory(prefix="tlbench-src-") as tmp:
-        weights_file = resolve_weights(cell, tracker, options.experiment_id, run, Path(tmp))
-        data = load_cell_data(cell, options.data_dir)
+        with timed("weights"):
+            weights_file = resolve_weights(cell, tracker, options.experiment_id, run, Path(tmp))
+        with timed("data"):
+            data = load_cell_data(cell, options.data_dir)
         simulate_oom(cell)
         return fit(
             cell,
@@ -218,9 +220,43 @@ def run_cell(
     ``pause_at`` (a racing rung): stop after that many epochs, the run SCHEDULED and its
     checkpoint kept (outcome PAUSED, with the best validation accuracy so far).
     """
-    from tlbench.train.checkpoint import Checkpointer, checkpoint_root
+    from tlbench.train.timings import CellTimes, timing
 
-    held, skipped = claim_cell(tracker, options, cell) if trial is None else (None, None)
+    times = CellTimes()
+    with timing(times):
+        return _run_cell(
+            cell,
+            tracker,
+            options,
+            times,
+            reporter,
+            trial,
+            background_finish,
+            extra_params,
+            extra_tags,
+            on_run,
+            pause_at,
+        )
+
+
+def _run_cell(
+    cell: Cell,
+    tracker: Tracker,
+    options: RunOptions,
+    times: Any,
+    reporter: Any,
+    trial: TrialRun | None,
+    background_finish: bool,
+    extra_params: dict[str, Any] | None,
+    extra_tags: dict[str, str] | None,
+    on_run: Callable[[str, str | None], None] | None,
+    pause_at: int | None,
+) -> CellOutcome:
+    from tlbench.train.checkpoint import Checkpointer, checkpoint_root
+    from tlbench.train.timings import timed
+
+    with timed("claim"):
+        held, skipped = claim_cell(tracker, options, cell) if trial is None else (None, None)
     if skipped is not None:
         return skipped
 
@@ -229,7 +265,8 @@ def run_cell(
             held.release()
 
     try:
-        run = _open_run(cell, tracker, options, trial, extra_params, extra_tags)
+        with timed("open"):
+            run = _open_run(cell, tracker, options, trial, extra_params, extra_tags)
     except BaseException:
         release()
         raise
@@ -245,8 +282,11 @@ def run_cell(
     try:
         result = _train(cell, tracker, options, run, reporter, ckpt, pause_at)
     except BaseException as err:
-        return _ended(cell, run, err, cleanup, release)
-    pending = run.finish(result, background=background_finish, light=trial is not None, then=cleanup)
+        return _ended(cell, run, err, cleanup, release, times)
+    with timed("finish"):
+        pending = run.finish(
+            result, background=background_finish, light=trial is not None, then=cleanup, times=times
+        )
     return CellOutcome(cell, "FINISHED", run.run_id, result.final_metrics(), pending=pending)
 
 
@@ -256,6 +296,7 @@ def _ended(
     err: BaseException,
     cleanup: Callable[[], None],
     release: Callable[[], None],
+    times: Any = None,
 ) -> CellOutcome:
     """The run of a cell that did not finish, ended with its reason; Ctrl-C passes on."""
     import torch
@@ -263,6 +304,8 @@ def _ended(
     from tlbench.train import NonFiniteLossError, RungReached, StopTraining
 
     if isinstance(err, RungReached):  # a racing rung: the checkpoint stays for the next one
+        with contextlib.suppress(Exception):  # where the rung's time went; the pause must happen
+            run.log_times(times)
         run.pause(err.metrics(), f"epoch {err.epoch} of {cell.train.epochs}")
         release()
         return CellOutcome(cell, "PAUSED", run.run_id, err.metrics(), f"paused after epoch {err.epoch}")
@@ -284,6 +327,8 @@ def _ended(
         status, note = "FAILED", reason + "\n" + traceback.format_exc(limit=8)
     else:
         raise err
+    with contextlib.suppress(Exception):  # where the failed attempt's time went, if it can be said
+        run.log_times(times)
     run.fail(status, note)
     cleanup()
     return CellOutcome(cell, status, run.run_id, reason=reason)

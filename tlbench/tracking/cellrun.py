@@ -69,14 +69,14 @@ class CellRun:
     # Reporter protocol -----------------------------------------------------------------------
     def on_start(self, info: dict[str, Any]) -> None:
         self.set_tag(tags.DEVICE, str(info.get("device", "")))
-        last = info.get("resumed_last_epoch")
-        if last is not None:  # killed between checkpointing an epoch and logging it: log it now
+        history = info.get("resumed_history")
+        if history is not None:  # killed between checkpointing epochs and logging them: log them now
             self.set_tag(tags.RESUMED_FROM_EPOCH, str(info["resumed_from_epoch"]))
-            step = int(last["epoch"])
             logged = {m.step for m in self.client.get_metric_history(self.run_id, "val_acc")}
-            if step not in logged:
-                self.log_metrics({k: v for k, v in last.items() if k != "epoch"}, step=step)
-        skip = ("params_trainable", "params_total", "device", "resumed_from_epoch", "resumed_last_epoch")
+            for row in history:
+                if int(row["epoch"]) not in logged:
+                    self.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=int(row["epoch"]))
+        skip = ("params_trainable", "params_total", "device", "resumed_from_epoch", "resumed_history")
         self.log_params({k: v for k, v in info.items() if k not in skip})
         log_dataset_input(self.client, self.run_id, self.cell, info)
 
@@ -91,6 +91,7 @@ class CellRun:
         background: bool = False,
         light: bool = False,
         then: Callable[[], None] | None = None,
+        times: Any = None,
     ) -> Future[None] | None:
         """Final metrics, then artifacts, then FINISHED: in that order, so FINISHED means complete.
 
@@ -98,7 +99,9 @@ class CellRun:
         writer thread while the next cell trains; the returned future completes when the run is
         FINISHED (or FAILED, if writing failed) and ``then`` (e.g. releasing the cell's claim)
         has run, whatever the outcome. ``light`` (tuning trials) writes only cell.yaml and
-        history.csv: no plots, no checkpoint.
+        history.csv: no plots, no checkpoint. ``times`` (``train.timings.CellTimes``): where the
+        attempt's wall time went, logged as ``time.<phase>_s`` just before FINISHED (at the
+        hand-off when the artifacts are written in the background, while the next cell trains).
         """
         last = result.history[-1]["epoch"] if result.history else 0
         metrics = result.final_metrics()
@@ -108,9 +111,18 @@ class CellRun:
         self.log_metrics(metrics, step=int(last))
         self._log_extras(result)
         if background:
+            self.log_times(times)
             return self.tracker.writer().submit(self._write_artifacts_and_close, result, light, then)
-        self._write_artifacts_and_close(result, light, then)
+        self._write_artifacts_and_close(result, light, then, times)
         return None
+
+    def log_times(self, times: Any) -> None:
+        """This attempt's ``time.<phase>_s`` (each attempt adds a point: a resumed cell's history
+        holds them all, its latest value is the last attempt's)."""
+        if times is not None:
+            metrics = times.metrics()
+            step = len(self.client.get_metric_history(self.run_id, "time.wall_s"))
+            self.log_metrics(metrics, step=step)
 
     def _log_extras(self, result: Any) -> None:
         """What only the end knows: params (an L-BFGS probe's chosen λ), curves stepped by their
@@ -129,7 +141,7 @@ class CellRun:
             self.set_tag(tags.WARNINGS, "\n".join(result.warnings)[:5000])
 
     def _write_artifacts_and_close(
-        self, result: Any, light: bool = False, then: Callable[[], None] | None = None
+        self, result: Any, light: bool = False, then: Callable[[], None] | None = None, times: Any = None
     ) -> None:
         try:
             try:
@@ -138,6 +150,7 @@ class CellRun:
                 self.fail("FAILED", f"writing artifacts failed: {type(err).__name__}: {err}")
                 raise
             self._stop_watching()
+            self.log_times(times)
             self.client.set_terminated(self.run_id, "FINISHED")
         finally:
             if then is not None:  # in the same task: whoever waits on the future waits for it too

@@ -17,6 +17,7 @@ from tlbench.catalog.strategies import Phase, lbfgs_probe, wise_ft_alphas
 from tlbench.cells import Cell
 from tlbench.data import DatasetSplits
 from tlbench.data.stream import loader_workers
+from tlbench.features.keys import backbone_digest
 from tlbench.models.build import trained_settings
 from tlbench.models.lora import merge
 from tlbench.train.checkpoint import Checkpointer
@@ -30,6 +31,7 @@ from tlbench.train.regularizers import L2SP
 from tlbench.train.result import NullReporter, Reporter, Result, RungReached, finished
 from tlbench.train.setup import Setup, prepare
 from tlbench.train.state import TrainState, cpu_copy, rng_states, set_rng_states
+from tlbench.train.timings import timed
 from tlbench.train.wise_ft import fit_wise_ft
 
 
@@ -66,26 +68,32 @@ def fit(
     state.start_clock()
     if state.pauses_now(cell.train.epochs):  # trained this far before: nothing to train twice
         raise RungReached(state.epoch, state.best_acc, state.device_time)
-    s = prepare(
-        cell,
-        data,
-        weights_file=weights_file,
-        device=device,
-        cache_features=cache_features,
-        compile=compile,
-        cudnn_benchmark=cudnn_benchmark,
-    )
-    trainable, total = apply_phase(s.model, s.phases[0])
+    with timed("build"):
+        s = prepare(
+            cell,
+            data,
+            weights_file=weights_file,
+            device=device,
+            cache_features=cache_features,
+            compile=compile,
+            cudnn_benchmark=cudnn_benchmark,
+        )
+        trainable, total = apply_phase(s.model, s.phases[0])
     state.max_trainable = state.max_trainable or trainable
-    s.stored = open_store(cell, s, data, enabled=cache_features and feature_store)
+    if saved:
+        state.complete(s.model, cell.name)  # a frozen backbone's checkpoint names it by digest
+    with timed("features"):
+        s.stored = open_store(cell, s, data, enabled=cache_features and feature_store)
     probe = lbfgs_probe(cell.strategy.name, cell.strategy.params)
     try:
         info = _start_info(s, data, trainable, total, saved, compile)
         if probe is not None:
             info.update(start_params(probe))
-        rep.on_start({**info, **(s.stored.params() if s.stored else {})})
+        with timed("track"):
+            rep.on_start({**info, **(s.stored.params() if s.stored else {})})
         if probe is not None:  # the papers' linear evaluation: one sweep instead of epochs
-            return fit_probe(cell, s, data, probe, state, rep, total)
+            with timed("train"):
+                return fit_probe(cell, s, data, probe, state, rep, total)
         timer, watch = EpochTimer(s.device), NonFiniteWatch(s.device)
         alphas = wise_ft_alphas(cell.strategy.name, cell.strategy.params)
         for index, phase in enumerate(s.phases):
@@ -94,9 +102,10 @@ def fit(
             if alphas is not None and index == 1 and state.anchor is None:
                 state.anchor = cpu_copy(s.model)  # θ₀: the pretrained backbone with the probe's head
             _run_phase(cell, s, data.num_classes, index, phase, state, rep, checkpoint, timer, watch)
-        if alphas is not None:
-            return fit_wise_ft(cell, s, data, alphas, state, total)
-        return _result(cell, s, data, state, total)
+        with timed("eval"):
+            if alphas is not None:
+                return fit_wise_ft(cell, s, data, alphas, state, total)
+            return _result(cell, s, data, state, total)
     finally:
         if s.stored is not None:
             s.stored.close()
@@ -123,11 +132,7 @@ def _start_info(
         **trained_settings(s.model),
         **trained_parts(s.model, s.phases),
         **_environment(),
-        **(
-            {"resumed_from_epoch": int(saved["epoch"]), "resumed_last_epoch": saved["history"][-1]}
-            if saved
-            else {}
-        ),
+        **({"resumed_from_epoch": int(saved["epoch"]), "resumed_history": saved["history"]} if saved else {}),
     }
 
 
@@ -178,9 +183,10 @@ def _features(
 ) -> dict[str, torch.Tensor]:
     """The frozen backbone run once over train and val (the shared store serves the first
     phase's); that pass counts as training time."""
-    timer.start()
-    out = {split: split_features(cell, s, split, from_store=index == 0) for split in ("train", "val")}
-    state.train_time += timer.stop()
+    with timed("features"):
+        timer.start()
+        out = {split: split_features(cell, s, split, from_store=index == 0) for split in ("train", "val")}
+        state.train_time += timer.stop()
     return out
 
 
@@ -202,7 +208,7 @@ def _run_phase(
     step = _phase_step(cell, s, phase, cached, watch)
     updates, first = 0, 0
     if phase.adapt_bn and not state.resumes(index):
-        timer.start()
+        timer.start()  # counted as training (it updates the model), like the epochs
         adapt_batchnorm(
             s.model, s.train, s.eval_tf, batch_size=cell.train.batch_size, channels_last=s.channels_last
         )
@@ -216,20 +222,25 @@ def _run_phase(
         set_rng_states(saved["rng"], s.gen, s.aug_gen, s.device)  # type: ignore[index]
     features = _features(cell, s, index, timer, state) if cached else {}
     eval_kw = s.eval_kw(cell, num_classes)
+    unreported: list[tuple[int, dict[str, float]]] = []  # epochs done since the last checkpoint
     for phase_epoch in range(first, phase.epochs):
-        timer.start()
-        if cached:
-            step.forward.train()
-        else:
-            set_train_mode(s.model, phase)
-        metrics, seen, updates = train_one_epoch(step, s.train, updates, state.epoch, features.get("train"))
-        epoch_time = timer.stop()
+        with timed("train"):
+            timer.start()
+            if cached:
+                step.forward.train()
+            else:
+                set_train_mode(s.model, phase)
+            metrics, seen, updates = train_one_epoch(
+                step, s.train, updates, state.epoch, features.get("train")
+            )
+            epoch_time = timer.stop()
         state.train_time += epoch_time
         state.images_seen += seen
-        if cached:
-            val = evaluate(step.forward, s.val, features=features["val"], **eval_kw)
-        else:
-            val = evaluate(s.forward, s.val, s.eval_tf, **eval_kw)
+        with timed("eval"):
+            if cached:
+                val = evaluate(step.forward, s.val, features=features["val"], **eval_kw)
+            else:
+                val = evaluate(s.forward, s.val, s.eval_tf, **eval_kw)
         metrics.update(
             val_loss=val["loss"],
             val_acc=val["acc"],
@@ -238,22 +249,53 @@ def _run_phase(
             epoch_time_s=epoch_time,
             epoch_images_per_s=seen / max(epoch_time, 1e-9),
         )
-        state.record(metrics, s.model, cell.val_metric)
-        if checkpoint is not None:  # before reporting: an epoch MLflow shows is never lost
-            checkpoint.save(
-                state.checkpoint(
-                    phase=index,
-                    phase_epoch=phase_epoch + 1,
-                    updates=updates,
-                    model=s.model,
-                    optimizer=step.optimizer,
-                    scheduler=step.scheduler,
-                    rng=rng_states(s.gen, s.aug_gen, s.device),
-                )
-            )
-        rep.on_epoch(state.epoch - 1, metrics)
-        if state.pauses_now(cell.train.epochs):
+        with timed("eval"):  # keeping the best epoch's weights is part of selecting it
+            state.record(metrics, s.model, cell.val_metric)
+        unreported.append((state.epoch - 1, metrics))
+        pausing = state.pauses_now(cell.train.epochs)
+        if checkpoint is not None:
+            # every TLBENCH_CHECKPOINT_S seconds, at a phase's end and at a rung; the epochs since
+            # are reported after it, so an epoch MLflow shows is never lost
+            if not (checkpoint.due() or pausing or phase_epoch + 1 == phase.epochs):
+                continue
+            with timed("checkpoint"):
+                _save(checkpoint, state, index, phase_epoch, updates, s, step)
+        with timed("track"):
+            for epoch, values in unreported:
+                rep.on_epoch(epoch, values)
+        unreported.clear()
+        if pausing:
             raise RungReached(state.epoch, state.best_acc, state.tick())
+
+
+def _save(
+    checkpoint: Checkpointer,
+    state: TrainState,
+    index: int,
+    phase_epoch: int,
+    updates: int,
+    s: Setup,
+    step: Step,
+) -> None:
+    """One epoch's checkpoint; a phase that trains the head on cached features saves the head
+    and names the frozen backbone by its digest (it never changes: re-saving it is waste)."""
+    head_only = None
+    if s.cached[index]:
+        if s.frozen_digest is None:
+            s.frozen_digest = s.stored.fields["weights"] if s.stored is not None else backbone_digest(s.model)
+        head_only = s.frozen_digest
+    checkpoint.save(
+        state.checkpoint(
+            frozen=head_only,
+            phase=index,
+            phase_epoch=phase_epoch + 1,
+            updates=updates,
+            model=s.model,
+            optimizer=step.optimizer,
+            scheduler=step.scheduler,
+            rng=rng_states(s.gen, s.aug_gen, s.device),
+        )
+    )
 
 
 def _result(cell: Cell, s: Setup, data: DatasetSplits, state: TrainState, total: int) -> Result:
