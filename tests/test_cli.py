@@ -179,7 +179,8 @@ def _start_and_wait_mid_cell(grid, store, *, stdout, _extra=(), **env):
         [sys.executable, "-m", "tlbench.cli", "run", "--grid", str(grid), "--tracking-uri", store, *_extra],
         stdout=stdout,
         stderr=subprocess.STDOUT if stdout == subprocess.PIPE else subprocess.DEVNULL,
-        env={**os.environ, "PYTHONUNBUFFERED": "1", **env},
+        # a checkpoint every epoch (not every 10 s): a run seen mid-cell is interrupted mid-training
+        env={**os.environ, "PYTHONUNBUFFERED": "1", "TLBENCH_CHECKPOINT_S": "0", **env},
     )
     client = MlflowClient(store)
     deadline = time.time() + 120

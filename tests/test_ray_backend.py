@@ -28,6 +28,7 @@ def _env(tmp_path: Path) -> dict[str, str]:
         "RAY_USAGE_STATS_ENABLED": "0",
         "TLBENCH_HEARTBEAT_S": "1",  # a dead attempt's claim is stale after 8 s
         "TLBENCH_CHECKPOINTS": str(tmp_path / "ckpt"),  # one filesystem: both "nodes" see it
+        "TLBENCH_CHECKPOINT_S": "0",  # every epoch: a cell seen mid-training is killed mid-training
     }
 
 

@@ -98,7 +98,7 @@ def test_a_resumed_cell_ends_exactly_as_an_uninterrupted_one(data, tmp_path, str
 
     cell = _cell(strategy, epochs=4)
     full = fit(cell, data, device="cpu")
-    ckpt = Checkpointer(tmp_path / "ck", cell.id)
+    ckpt = Checkpointer(tmp_path / "ck", cell.id, interval_s=0)  # every epoch: stop anywhere
     with pytest.raises(KeyboardInterrupt):
         fit(cell, data, device="cpu", checkpoint=ckpt, reporter=StopAfter(stop))
     assert torch.load(ckpt.last, weights_only=True)["epoch"] == stop + 1
@@ -110,6 +110,74 @@ def test_a_resumed_cell_ends_exactly_as_an_uninterrupted_one(data, tmp_path, str
     assert resumed.best_epoch == full.best_epoch and resumed.test_acc == full.test_acc
     for k, v in full.best_state.items():
         assert torch.equal(v, resumed.best_state[k]), k
+
+
+def test_a_frozen_backbone_is_named_by_its_digest_not_saved_every_epoch(data, tmp_path):
+    """A probe's checkpoint holds the head (and the digest of the backbone it sits on): smaller
+    than the model; a resume checks the digest and puts the rebuilt backbone back under it."""
+    from tlbench.features.keys import backbone_digest
+    from tlbench.train.checkpoint import Checkpointer
+
+    def saved(cell, folder: str = "") -> dict:
+        ckpt = Checkpointer(tmp_path / (folder or cell.strategy.name), cell.id, interval_s=0)
+        with pytest.raises(KeyboardInterrupt):
+            fit(cell, data, device="cpu", checkpoint=ckpt, reporter=StopAfter(1))
+        return torch.load(ckpt.last, weights_only=True), ckpt.last.stat().st_size, ckpt
+
+    probe_cell = _probe_cell(epochs=4)
+    (probe, probe_bytes, ckpt), (full, full_bytes, _) = (
+        saved(probe_cell),
+        saved(_probe_cell("finetune", epochs=4)),
+    )
+    assert set(probe["model"]) < set(full["model"])
+    assert {k.split(".")[0] for k in probe["model"] if not k.endswith("num_batches_tracked")} == {"fc"}
+    assert probe_bytes < full_bytes / 3
+    assert probe["frozen"] == backbone_digest(_build_like(probe_cell, data))
+    # resumed from the head-only checkpoint: bit-identical to the uninterrupted probe
+    whole = fit(probe_cell, data, device="cpu")
+    resumed = fit(probe_cell, data, device="cpu", checkpoint=ckpt)
+    assert [h["val_loss"] for h in resumed.history] == [h["val_loss"] for h in whole.history]
+    assert resumed.test_acc == whole.test_acc
+    for k, v in whole.best_state.items():
+        assert torch.equal(v, resumed.best_state[k]), k
+    # a checkpoint over another backbone is refused with a sentence, not resumed into a wrong cell
+    *_, ckpt = saved(probe_cell, "tampered")
+    state = torch.load(ckpt.last, weights_only=True)
+    torch.save({**state, "frozen": "0" * 32}, ckpt.last)
+    ckpt.prev.unlink()
+    with pytest.raises(RuntimeError, match="digest"):
+        fit(probe_cell, data, device="cpu", checkpoint=ckpt)
+
+
+def _build_like(cell, data):
+    from tlbench.train.setup import prepare
+
+    return prepare(
+        cell, data, weights_file=None, device="cpu", cache_features=True, compile=False, cudnn_benchmark=False
+    ).model
+
+
+def test_epochs_are_reported_only_once_checkpointed_and_small_cells_save_rarely(data, tmp_path, monkeypatch):
+    """Checkpoints every TLBENCH_CHECKPOINT_S seconds and at a phase's end; each epoch reaches the
+    reporter (MLflow) after a checkpoint holding it, so an epoch shown is never lost."""
+    from tlbench.train.checkpoint import Checkpointer
+
+    cell = _cell("scratch", epochs=4)
+    ckpt = Checkpointer(tmp_path / "ck", cell.id, interval_s=3600)
+    saves, seen = [], []
+    real = ckpt.save
+    monkeypatch.setattr(ckpt, "save", lambda state: (saves.append(state["epoch"]), real(state)))
+
+    class Check:
+        def on_start(self, info):
+            pass
+
+        def on_epoch(self, epoch, metrics):
+            seen.append((epoch, torch.load(ckpt.last, weights_only=True)["epoch"]))
+
+    fit(cell, data, device="cpu", checkpoint=ckpt, reporter=Check())
+    assert saves == [4]  # one phase of 4 short epochs: saved once, at its end
+    assert [e for e, _ in seen] == [0, 1, 2, 3] and all(done > e for e, done in seen)
 
 
 def test_adapt_batchnorm_makes_the_switch_to_batch_statistics_free(data):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,16 @@ from typing import Any
 import torch
 
 CHECKPOINT_ENV = "TLBENCH_CHECKPOINTS"
+INTERVAL_ENV = "TLBENCH_CHECKPOINT_S"
 FORMAT_VERSION = 1
+
+
+def checkpoint_interval() -> float:
+    """Seconds between a cell's checkpoints (``TLBENCH_CHECKPOINT_S``, default 10; 0: every
+    epoch). An epoch longer than that is checkpointed every epoch; small cells (a probe, a
+    few-shot cell: epochs of milliseconds) save at their phases' ends instead of every epoch. A
+    killed cell loses at most that much training, and MLflow shows only checkpointed epochs."""
+    return float(os.environ.get(INTERVAL_ENV, "10"))
 
 
 def checkpoint_root(path: str | Path | None = None) -> Path:
@@ -46,9 +56,15 @@ def _keep_as(src: Path, dst: Path) -> None:
 class Checkpointer:
     """Saves and restores the training state of one run (one cell attempt)."""
 
-    def __init__(self, folder: str | Path, cell_id: str):
+    def __init__(self, folder: str | Path, cell_id: str, interval_s: float | None = None):
         self.folder = Path(folder)
         self.cell_id = cell_id
+        self.interval_s = checkpoint_interval() if interval_s is None else interval_s
+        self._saved_at = time.monotonic()
+
+    def due(self) -> bool:
+        """Is it time for the next checkpoint (``interval_s`` since the last, or since the start)?"""
+        return time.monotonic() - self._saved_at >= self.interval_s
 
     @property
     def last(self) -> Path:
@@ -68,6 +84,7 @@ class Checkpointer:
         if self.last.exists():  # prev <- last without a moment where neither holds the last epoch
             _keep_as(self.last, self.prev)
         os.replace(tmp, self.last)
+        self._saved_at = time.monotonic()
 
     def load(self) -> dict[str, Any] | None:
         """The newest readable checkpoint of this cell, or None (nothing saved / nothing usable)."""

@@ -71,6 +71,7 @@ class Setup:
     steps_per_epoch: int
     stored: Any = None  # train.features.StoredFeatures: the shared feature store, when used
     adapter: Any = None  # peft's LoRA tuner (models.lora), merged into the model at the end
+    frozen_digest: str | None = None  # the frozen backbone's digest, once a head-only checkpoint needs it
 
     def info(self) -> dict[str, Any]:
         """What a cell's ``Result`` records of its setup (and its peak memory on CUDA)."""

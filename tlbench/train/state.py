@@ -42,6 +42,19 @@ def cpu_copy(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
 
 
+def head_keys(model: nn.Module) -> set[str]:
+    """The state-dict keys a head-only phase can change: the classifier's, and BatchNorm's step
+    counters (everything else is what ``features.keys.backbone_digest`` covers)."""
+    head = model.get_classifier() if hasattr(model, "get_classifier") else None
+    prefix = next((name for name, m in model.named_modules() if m is head), None)
+    return {
+        k
+        for k in model.state_dict()
+        if (prefix is not None and (k == prefix or k.startswith(prefix + ".")))
+        or k.endswith("num_batches_tracked")
+    }
+
+
 @dataclass
 class TrainState:
     """Progress of one cell across its phases (``epoch`` counts epochs done, all phases)."""
@@ -88,6 +101,25 @@ class TrainState:
             self.best_state = cpu_copy(model)
         self.epoch += 1
 
+    def complete(self, model: nn.Module, name: str) -> None:
+        """A head-only checkpoint made whole again with the rebuilt model's frozen backbone, once
+        its digest says it is the same backbone (else resuming would train a different cell)."""
+        if self.saved is None or "frozen" not in self.saved:
+            return
+        from tlbench.features.keys import backbone_digest
+
+        found = backbone_digest(model)
+        if found != self.saved["frozen"]:
+            raise RuntimeError(
+                f"{name}: its checkpoint was taken over a backbone with digest {self.saved['frozen']}, "
+                f"the rebuilt one has {found} (its weights changed since); remove the run's checkpoint "
+                "folder, or run with --force, to start the cell over"
+            )
+        whole = cpu_copy(model)
+        self.saved["model"] = {**whole, **self.saved["model"]}
+        if self.best_state is not None and len(self.best_state) < len(whole):
+            self.best_state = {**whole, **self.best_state}
+
     def resumes(self, phase_index: int) -> bool:
         return self.saved is not None and phase_index == self.phase
 
@@ -101,14 +133,26 @@ class TrainState:
         optimizer: torch.optim.Optimizer,
         scheduler: Any,
         rng: dict[str, Any],
+        frozen: str | None = None,
     ) -> dict[str, Any]:
-        """The checkpoint after an epoch (tensors and plain values only: read with weights_only)."""
+        """The checkpoint after an epoch (tensors and plain values only: read with weights_only).
+
+        ``frozen``: the phase trains only the head over a frozen backbone whose digest this is;
+        the model's (and best epoch's) weights are saved for the head alone, the backbone named by
+        the digest (``complete`` puts a rebuilt backbone back under them when resuming)."""
+        keep = head_keys(model) if frozen is not None else None
+        best = self.best_state
+        if keep is not None and best is not None:
+            best = {k: v for k, v in best.items() if k in keep}
         return {
             "epoch": self.epoch,
             "phase": phase,
             "phase_epoch": phase_epoch,
             "updates": updates,
-            "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+            "model": {
+                k: v.detach().cpu() for k, v in model.state_dict().items() if keep is None or k in keep
+            },
+            **({"frozen": frozen} if frozen is not None else {}),
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
             "rng": rng,
@@ -116,7 +160,7 @@ class TrainState:
             "best_acc": self.best_acc,
             "best_epoch": self.best_epoch,
             # the best weights, unless they are the model's current ones (saved above)
-            **({"best_state": self.best_state} if self.best_epoch != self.epoch - 1 else {}),
+            **({"best_state": best} if self.best_epoch != self.epoch - 1 else {}),
             "train_time": self.train_time,
             "images_seen": self.images_seen,
             "max_trainable": self.max_trainable,
@@ -139,6 +183,6 @@ class TrainState:
             phase_epoch=int(ckpt["phase_epoch"]),
             updates=int(ckpt["updates"]),
             device_time=float(ckpt.get("device_time", 0.0)),  # absent before racing (#18)
-            saved={k: ckpt[k] for k in ("model", "optimizer", "scheduler", "rng")},
+            saved={k: ckpt[k] for k in ("model", "optimizer", "scheduler", "rng", "frozen") if k in ckpt},
             anchor=ckpt.get("anchor"),
         )
