@@ -131,7 +131,7 @@ def claim(
 ) -> Claim | None:
     """Claim ``cell`` for this process, or None (FINISHED and not ``force``, or held elsewhere).
     ``session`` names the invocation the process works for (see ``holder_session``)."""
-    if not force and cell.id in tracker.finished_runs(experiment_id, variant=variant):
+    if not force and tracker.finished_run(experiment_id, cell.id, variant) is not None:
         return None
     key = claim_key(experiment_id, cell.id, variant)
     claims_exp = claims_experiment(tracker)
@@ -151,7 +151,7 @@ def claim(
         held.release()
         return None
     tracker.client.set_tag(held.run_id, tags.CLAIM_WON, "1")
-    if not force and cell.id in tracker.finished_runs(experiment_id, variant=variant):  # done meanwhile
+    if not force and tracker.finished_run(experiment_id, cell.id, variant) is not None:  # done meanwhile
         held.release()
         return None
     return held

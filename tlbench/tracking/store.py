@@ -179,6 +179,17 @@ class Tracker:
                 done.setdefault(run.data.tags[tags.CELL_ID], run)
         return done
 
+    def finished_run(self, experiment_id: str, cell_id: str, variant: str | None = None) -> Any | None:
+        """The cell's newest FINISHED run of that variant, or None: one filtered query, so
+        checking a cell costs the same in a store of ten runs or of ten thousand."""
+        runs = self.client.search_runs(
+            [experiment_id],
+            filter_string=f"tags.`{tags.CELL_ID}` = '{cell_id}' and attributes.status = 'FINISHED'",
+            order_by=["start_time DESC"],
+            max_results=1000,
+        )
+        return next((r for r in runs if r.data.tags.get(tags.VARIANT) == variant), None)
+
     def resumable_run(self, experiment_id: str, cell: Cell, variant: str | None = None) -> Any | None:
         """The cell's newest run if it was KILLED (interrupted, reaped, its worker died), is
         RUNNING without a heartbeat, or is SCHEDULED (paused or dropped by a race: the executor
@@ -336,9 +347,37 @@ class Tracker:
             raise WeightsError(f"run:{run_id} ({run.info.run_name}) has no {CHECKPOINT_ARTIFACT}") from None
 
     def download_checkpoint(self, run_id: str, dst_dir: Path) -> Path:
-        """The best checkpoint of a finished run, as a local file (downloaded if the store is remote)."""
-        dst_dir.mkdir(parents=True, exist_ok=True)
-        return Path(self.client.download_artifacts(run_id, CHECKPOINT_ARTIFACT, str(dst_dir)))
+        """The best checkpoint of a finished run, as a local file (downloaded if the store is remote).
+
+        A FINISHED run's checkpoint never changes: it is fetched once per process and kept for the
+        process's life (a pool worker runs every transfer cell of a source on one download);
+        ``dst_dir`` is used when the cache cannot be.
+        """
+        cached = _CHECKPOINTS.get((self.uri, run_id))
+        if cached is not None and cached.exists():
+            return cached
+        folder = _checkpoint_cache() / run_id
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            folder = dst_dir
+            folder.mkdir(parents=True, exist_ok=True)
+        path = Path(self.client.download_artifacts(run_id, CHECKPOINT_ARTIFACT, str(folder)))
+        _CHECKPOINTS[(self.uri, run_id)] = path
+        return path
+
+
+_CHECKPOINTS: dict[tuple[str, str], Path] = {}
+_CACHE_DIR: list[Any] = []
+
+
+def _checkpoint_cache() -> Path:
+    """This process's folder of downloaded source checkpoints, removed when the process exits."""
+    if not _CACHE_DIR:
+        import tempfile
+
+        _CACHE_DIR.append(tempfile.TemporaryDirectory(prefix="tlbench-sources-"))
+    return Path(_CACHE_DIR[0].name)
 
 
 def _cell_tags(
