@@ -83,6 +83,15 @@ class CellRun:
     def on_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
         self.log_metrics(metrics, step=epoch)
 
+    def on_epochs(self, epochs: list[tuple[int, dict[str, float]]]) -> None:
+        """The epochs since the last checkpoint, in as few writes as MLflow's batch limit allows."""
+        from mlflow.entities import Metric
+
+        ts = int(time.time() * 1000)
+        points = [Metric(k, float(v), ts, e) for e, metrics in epochs for k, v in metrics.items()]
+        for i in range(0, len(points), 1000):
+            self.client.log_batch(self.run_id, metrics=points[i : i + 1000])
+
     # end of run ------------------------------------------------------------------------------
     def finish(
         self,

@@ -371,6 +371,13 @@ _CHECKPOINTS: dict[tuple[str, str], Path] = {}
 _CACHE_DIR: list[Any] = []
 
 
+def drop_process_caches() -> None:
+    """Remove this process's downloaded source checkpoints now (a process about to ``os._exit``)."""
+    _CHECKPOINTS.clear()
+    while _CACHE_DIR:
+        _CACHE_DIR.pop().cleanup()
+
+
 def _checkpoint_cache() -> Path:
     """This process's folder of downloaded source checkpoints, removed when the process exits."""
     if not _CACHE_DIR:

@@ -28,7 +28,7 @@ from tlbench.train.linear_eval import fit_probe, start_params
 from tlbench.train.loop import EpochTimer, NonFiniteWatch, Step, train_one_epoch
 from tlbench.train.optim import build_optimizer, build_scheduler
 from tlbench.train.regularizers import L2SP
-from tlbench.train.result import NullReporter, Reporter, Result, RungReached, finished
+from tlbench.train.result import NullReporter, Reporter, Result, RungReached, finished, report_epochs
 from tlbench.train.setup import Setup, prepare
 from tlbench.train.state import TrainState, cpu_copy, rng_states, set_rng_states
 from tlbench.train.timings import timed
@@ -261,8 +261,7 @@ def _run_phase(
             with timed("checkpoint"):
                 _save(checkpoint, state, index, phase_epoch, updates, s, step)
         with timed("track"):
-            for epoch, values in unreported:
-                rep.on_epoch(epoch, values)
+            report_epochs(rep, unreported)
         unreported.clear()
         if pausing:
             raise RungReached(state.epoch, state.best_acc, state.tick())

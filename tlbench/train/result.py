@@ -74,6 +74,23 @@ class MultiReporter:
         for r in self.reporters:
             r.on_epoch(epoch, metrics)
 
+    def on_epochs(self, epochs: list[tuple[int, dict[str, float]]]) -> None:
+        for r in self.reporters:
+            report_epochs(r, epochs)
+
+
+def report_epochs(reporter: Any, epochs: list[tuple[int, dict[str, float]]]) -> None:
+    """Several epochs at once (those a checkpoint just made safe): in one write where the
+    reporter can (``on_epochs``: MLflow's ``log_batch``), else one ``on_epoch`` each."""
+    if not epochs:
+        return
+    many = getattr(reporter, "on_epochs", None)
+    if many is not None:
+        many(epochs)
+    else:
+        for epoch, metrics in epochs:
+            reporter.on_epoch(epoch, metrics)
+
 
 @dataclass
 class Result:
