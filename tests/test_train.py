@@ -180,6 +180,22 @@ def test_epochs_are_reported_only_once_checkpointed_and_small_cells_save_rarely(
     assert [e for e, _ in seen] == [0, 1, 2, 3] and all(done > e for e, done in seen)
 
 
+def test_eval_every_validates_only_where_a_number_is_needed(data):
+    """``eval_every: 3`` over 7 epochs in two phases (lp_ft: 3 + 4): val at epochs 2 (the 3rd), 2
+    again as the probe's last, 5 and 6 (the last); the best epoch is one of them; training itself
+    is bit-identical to validating every epoch (evaluation draws nothing at random)."""
+    every = fit(_cell("lp_ft", epochs=7), data, device="cpu")
+    some = fit(_cell("lp_ft", epochs=7, eval_every=3), data, device="cpu")
+    validated = [int(h["epoch"]) for h in some.history if "val_acc" in h]
+    assert validated == [2, 5, 6]
+    assert some.best_epoch in validated and some.best_val_acc == max(
+        some.history[e]["val_acc"] for e in validated
+    )
+    assert [h["train_loss"] for h in some.history] == [h["train_loss"] for h in every.history]
+    for e in validated:
+        assert some.history[e]["val_acc"] == every.history[e]["val_acc"]
+
+
 def test_adapt_batchnorm_makes_the_switch_to_batch_statistics_free(data):
     """AdaBN before an LP-FT probe: with the running statistics re-estimated on the train split,
     train mode (batch statistics) computes what eval mode (running ones) did, so the probe's head

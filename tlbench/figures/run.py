@@ -14,13 +14,14 @@ from matplotlib.figure import Figure
 
 def learning_curves(history: list[dict[str, float]], path: Path, title: str) -> Path:
     epochs = [h["epoch"] for h in history]
+    validated = [h for h in history if "val_acc" in h]  # every epoch unless the cell's eval_every > 1
     fig = Figure(figsize=(10, 3.8))
     ax_loss, ax_acc = fig.subplots(1, 2)
     ax_loss.plot(epochs, [h["train_loss"] for h in history], marker="o", label="train")
-    ax_loss.plot(epochs, [h["val_loss"] for h in history], marker="o", label="val")
+    ax_loss.plot([h["epoch"] for h in validated], [h["val_loss"] for h in validated], marker="o", label="val")
     ax_loss.set(xlabel="epoch", ylabel="loss", title="loss")
     ax_acc.plot(epochs, [h["train_acc"] for h in history], marker="o", label="train")
-    ax_acc.plot(epochs, [h["val_acc"] for h in history], marker="o", label="val")
+    ax_acc.plot([h["epoch"] for h in validated], [h["val_acc"] for h in validated], marker="o", label="val")
     ax_acc.set(xlabel="epoch", ylabel="accuracy", title="accuracy", ylim=(0, 1.02))
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)

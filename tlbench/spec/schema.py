@@ -100,6 +100,13 @@ class TrainConfig(_Strict):
     epochs: int = Field(10, ge=1, description="passes over the training set (all phases together)")
     batch_size: int = Field(64, ge=1, description="training batch size")
     eval_batch_size: int = Field(512, ge=1, description="batch size of evaluation and feature extraction")
+    eval_every: int = Field(
+        1,
+        ge=1,
+        description="validate every N epochs (and at every phase's last epoch and racing rung); the best "
+        "epoch is chosen among the validated ones. A few-shot cell's val set is many times its train "
+        "set: validating every epoch is most of its cost",
+    )
     lr: float = Field(0.01, gt=0, description="the learning rate (times every lr_scale)")
     lr_scale: float = Field(1.0, gt=0, description="multiplies lr; scales from several entries multiply")
     weight_decay: float = Field(

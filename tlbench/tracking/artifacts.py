@@ -18,7 +18,8 @@ CHECKPOINT_ARTIFACT = "checkpoint/best.safetensors"
 
 def _write_history(result: Any, path: Path) -> None:
     with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(result.history[0]))
+        fields = list(dict.fromkeys(k for row in result.history for k in row))  # val_* only where validated
+        w = csv.DictWriter(f, fieldnames=fields)
         w.writeheader()
         w.writerows(result.history)
 

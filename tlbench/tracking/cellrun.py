@@ -72,7 +72,7 @@ class CellRun:
         history = info.get("resumed_history")
         if history is not None:  # killed between checkpointing epochs and logging them: log them now
             self.set_tag(tags.RESUMED_FROM_EPOCH, str(info["resumed_from_epoch"]))
-            logged = {m.step for m in self.client.get_metric_history(self.run_id, "val_acc")}
+            logged = {m.step for m in self.client.get_metric_history(self.run_id, "train_loss")}
             for row in history:
                 if int(row["epoch"]) not in logged:
                     self.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=int(row["epoch"]))

@@ -236,15 +236,16 @@ def _run_phase(
             epoch_time = timer.stop()
         state.train_time += epoch_time
         state.images_seen += seen
-        with timed("eval"):
-            if cached:
-                val = evaluate(step.forward, s.val, features=features["val"], **eval_kw)
-            else:
-                val = evaluate(s.forward, s.val, s.eval_tf, **eval_kw)
+        if state.validates(phase_epoch, phase.epochs, cell.train.eval_every, cell.train.epochs):
+            with timed("eval"):
+                if cached:
+                    val = evaluate(step.forward, s.val, features=features["val"], **eval_kw)
+                else:
+                    val = evaluate(s.forward, s.val, s.eval_tf, **eval_kw)
+            metrics.update(
+                val_loss=val["loss"], val_acc=val["acc"], val_mean_per_class_acc=val["mean_per_class_acc"]
+            )
         metrics.update(
-            val_loss=val["loss"],
-            val_acc=val["acc"],
-            val_mean_per_class_acc=val["mean_per_class_acc"],
             lr=step.optimizer.param_groups[0]["lr"],
             epoch_time_s=epoch_time,
             epoch_images_per_s=seen / max(epoch_time, 1e-9),

@@ -88,6 +88,13 @@ class TrainState:
         self.device_time = base + time.perf_counter() - started
         return self.device_time
 
+    def validates(self, phase_epoch: int, phase_epochs: int, every: int, total_epochs: int) -> bool:
+        """Is the epoch being trained one that is validated: every ``every``-th of its phase, the
+        phase's last, and the one a racing rung pauses after (the race compares at rungs)?"""
+        done = self.epoch + 1
+        rung = self.pause_at is not None and self.pause_at <= done < total_epochs
+        return (phase_epoch + 1) % every == 0 or phase_epoch + 1 == phase_epochs or rung
+
     def pauses_now(self, total_epochs: int) -> bool:
         """Has the cell reached its rung (and not its last epoch, which finishes it instead)?"""
         return self.pause_at is not None and self.pause_at <= self.epoch < total_epochs
@@ -96,7 +103,7 @@ class TrainState:
         """One more epoch: into the history, and its weights kept if its ``select`` metric (the
         cell's ``val_metric``) is the best so far (``best_acc`` holds that value)."""
         self.history.append({"epoch": float(self.epoch), **metrics})
-        if metrics[select] > self.best_acc:
+        if select in metrics and metrics[select] > self.best_acc:  # validated this epoch
             self.best_acc, self.best_epoch = metrics[select], self.epoch
             self.best_state = cpu_copy(model)
         self.epoch += 1

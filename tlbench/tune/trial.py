@@ -30,6 +30,8 @@ class PruningReporter:
         pass
 
     def on_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
+        if self.metric not in metrics:  # not validated this epoch (``eval_every``)
+            return
         value = float(metrics[self.metric])
         with uninterrupted():  # a Ctrl-C mid-write could leave the study's storage locked
             self.trial.report(value, step=epoch)
