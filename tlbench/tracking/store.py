@@ -11,6 +11,7 @@ import contextlib
 import functools
 import os
 import subprocess
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -108,6 +109,7 @@ class Tracker:
         """One background thread that writes finished cells' artifacts, in order."""
         if self._writer is None:
             self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tlbench-artifacts")
+            _WRITERS.append(self._writer)
         return self._writer
 
     def experiment_id(self, grid: str) -> str:
@@ -368,6 +370,23 @@ class Tracker:
 
 
 _CHECKPOINTS: dict[tuple[str, str], Path] = {}
+_WRITERS: list[ThreadPoolExecutor] = []
+
+
+def stop_writers(timeout: float = 30.0) -> None:
+    """End every background writer now, letting a write in progress finish (up to ``timeout``):
+    an interrupted ``tlbench run`` was seen waiting forever at exit for an idle writer thread that
+    the interpreter's own shutdown had not woken."""
+    import threading
+
+    while _WRITERS:
+        _WRITERS.pop().shutdown(wait=False)
+    deadline = time.monotonic() + timeout
+    for t in threading.enumerate():
+        if t.name.startswith("tlbench-artifacts"):
+            t.join(max(0.0, deadline - time.monotonic()))
+
+
 _CACHE_DIR: list[Any] = []
 
 
