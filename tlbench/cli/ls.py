@@ -75,30 +75,35 @@ def ls_cmd(grid: str, select: tuple[str, ...], tracking_uri: str | None) -> None
         highlight=False,
     )
     if measured:
-        timed = [e for e in seconds if e is not None]
-        trained = list({c.id: e for c, e in zip(chosen, seconds, strict=True) if e is not None}.values())
-        lows, highs = [e.low for e in trained], [e.high for e in trained]
-        span = (
-            f", 80 % interval {_num(sum(x or 0.0 for x in lows) / 3600)}–{_num(sum(x or 0.0 for x in highs) / 3600)} h "
-            "(the cells' bounds summed: as if all erred alike)"
-            if trained and None not in lows and None not in highs
-            else ""
-        )
-        fitted = sum(e.fitted for e in timed)
-        if not timed:
-            console.print(
-                f"no cell's key (backbone, input size, strategy, device) has a finished run in {tracking_uri}: "
-                f"all {len(chosen)} by the FLOP model above",
-                highlight=False,
-            )
-            return
+        _say_estimates(chosen, seconds, device, tracking_uri)
+
+
+def _say_estimates(chosen: list, seconds: list, device: str, tracking_uri: str | None) -> None:
+    """The measured estimates' total, its interval and where the estimates come from."""
+    timed = [e for e in seconds if e is not None]
+    trained = list({c.id: e for c, e in zip(chosen, seconds, strict=True) if e is not None}.values())
+    lows, highs = [e.low for e in trained], [e.high for e in trained]
+    span = (
+        f", 80 % interval {_num(sum(x or 0.0 for x in lows) / 3600)}–{_num(sum(x or 0.0 for x in highs) / 3600)} h "
+        "(the cells' bounds summed: as if all erred alike)"
+        if trained and None not in lows and None not in highs
+        else ""
+    )
+    fitted = sum(e.fitted for e in timed)
+    if not timed:
         console.print(
-            f"{len(timed)} of {len(chosen)} cells from the runs in {tracking_uri} ({device}; {fitted} fitted over "
-            f"runs of different sizes, {len(timed) - fitted} at the ratio of the one size their key has run): "
-            f"≈ {_num(sum(e.seconds for e in trained) / 3600)} h{span} on one {device} worker; the other "
-            f"{len(chosen) - len(timed)} by the FLOP model above",
+            f"no cell's key (backbone, input size, strategy, device) has a finished run in {tracking_uri}: "
+            f"all {len(chosen)} by the FLOP model above",
             highlight=False,
         )
+        return
+    console.print(
+        f"{len(timed)} of {len(chosen)} cells from the runs in {tracking_uri} ({device}; {fitted} fitted over "
+        f"runs of different sizes, {len(timed) - fitted} at the ratio of the one size their key has run): "
+        f"≈ {_num(sum(e.seconds for e in trained) / 3600)} h{span} on one {device} worker; the other "
+        f"{len(chosen) - len(timed)} by the FLOP model above",
+        highlight=False,
+    )
 
 
 def _measured(tracking_uri: str | None) -> tuple[Estimator | None, str]:

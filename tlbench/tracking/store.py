@@ -11,12 +11,11 @@ import contextlib
 import functools
 import os
 import subprocess
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tlbench.tracking import tags
+from tlbench.tracking import process, tags
 from tlbench.tracking.artifacts import CHECKPOINT_ARTIFACT
 from tlbench.tracking.cellrun import CellRun
 from tlbench.tracking.claims import Claim, claim, claims_experiment, is_claimed, last_beat
@@ -109,7 +108,7 @@ class Tracker:
         """One background thread that writes finished cells' artifacts, in order."""
         if self._writer is None:
             self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tlbench-artifacts")
-            _WRITERS.append(self._writer)
+            process.WRITERS.append(self._writer)
         return self._writer
 
     def experiment_id(self, grid: str) -> str:
@@ -355,55 +354,18 @@ class Tracker:
         process's life (a pool worker runs every transfer cell of a source on one download);
         ``dst_dir`` is used when the cache cannot be.
         """
-        cached = _CHECKPOINTS.get((self.uri, run_id))
+        cached = process.CHECKPOINTS.get((self.uri, run_id))
         if cached is not None and cached.exists():
             return cached
-        folder = _checkpoint_cache() / run_id
+        folder = process.checkpoint_cache() / run_id
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError:
             folder = dst_dir
             folder.mkdir(parents=True, exist_ok=True)
         path = Path(self.client.download_artifacts(run_id, CHECKPOINT_ARTIFACT, str(folder)))
-        _CHECKPOINTS[(self.uri, run_id)] = path
+        process.CHECKPOINTS[(self.uri, run_id)] = path
         return path
-
-
-_CHECKPOINTS: dict[tuple[str, str], Path] = {}
-_WRITERS: list[ThreadPoolExecutor] = []
-
-
-def stop_writers(timeout: float = 30.0) -> None:
-    """End every background writer now, letting a write in progress finish (up to ``timeout``):
-    an interrupted ``tlbench run`` was seen waiting forever at exit for an idle writer thread that
-    the interpreter's own shutdown had not woken."""
-    import threading
-
-    while _WRITERS:
-        _WRITERS.pop().shutdown(wait=False)
-    deadline = time.monotonic() + timeout
-    for t in threading.enumerate():
-        if t.name.startswith("tlbench-artifacts"):
-            t.join(max(0.0, deadline - time.monotonic()))
-
-
-_CACHE_DIR: list[Any] = []
-
-
-def drop_process_caches() -> None:
-    """Remove this process's downloaded source checkpoints now (a process about to ``os._exit``)."""
-    _CHECKPOINTS.clear()
-    while _CACHE_DIR:
-        _CACHE_DIR.pop().cleanup()
-
-
-def _checkpoint_cache() -> Path:
-    """This process's folder of downloaded source checkpoints, removed when the process exits."""
-    if not _CACHE_DIR:
-        import tempfile
-
-        _CACHE_DIR.append(tempfile.TemporaryDirectory(prefix="tlbench-sources-"))
-    return Path(_CACHE_DIR[0].name)
 
 
 def _cell_tags(
