@@ -107,12 +107,12 @@ def run_grid(
     storage: str | None = None,
     system_metrics: bool = True,
     order_by: str | None = None,
+    stack: bool = True,
     console: Console | None = None,
 ) -> RunResult:
     """Train every (selected) cell of a grid, with the ``cell:`` sources they need, into MLflow;
     finished cells are skipped (``force`` reruns them). ``order_by`` a transferability score:
-    the cells run best-predicted backbone first (``api.rank.order_cells``). The options are
-    ``tlbench run``'s."""
+    the cells run best-predicted backbone first (``api.rank.order_cells``); the rest: ``tlbench run``'s."""
     from tlbench.executor import RunOptions, execute
     from tlbench.tracking import Tracker
     from tlbench.tracking.access import check_access
@@ -144,6 +144,7 @@ def run_grid(
         compile=compile,
         cache_features=feature_cache,
         race=plan,
+        stack=stack,
     )
     _announce(say, g.name, todo, chosen, tracker.uri, plan, order_by)
     backend_kw = dict(

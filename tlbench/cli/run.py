@@ -29,6 +29,13 @@ INCOMPLETE_EXIT = 3  # --require-complete: some cells are held by other live pro
     help="train frozen-backbone heads on features computed once (deterministic augmentation only)",
 )
 @click.option(
+    "--stack/--no-stack",
+    default=True,
+    show_default=True,
+    help="train SGD probe cells that read the same cached features as one stack of heads, one "
+    "pass of the features per epoch (each still its own run, same results)",
+)
+@click.option(
     "--workers",
     "-w",
     default="1",
@@ -111,6 +118,7 @@ def run(
     device: str,
     compile_: bool,
     feature_cache: bool,
+    stack: bool,
     workers: str,
     cells_per_gpu: int,
     retries: int,
@@ -140,6 +148,7 @@ def run(
             force=force,
             compile=compile_,
             feature_cache=feature_cache,
+            stack=stack,
             workers=workers,
             cells_per_gpu=cells_per_gpu,
             retries=retries,
@@ -155,9 +164,12 @@ def run(
             console=common.err_console,
         )
     except KeyboardInterrupt:
+        from tlbench.tracking.process import stop_writers
+
         common.err_console.print(
             "[yellow]interrupted:[/] the current run is marked KILLED; run again to continue"
         )
+        stop_writers()
         sys.exit(130)
     render_summary(result.frame(), common.console, title=f"grid {result.grid}")
     _conclude(result, require_complete)

@@ -25,6 +25,7 @@ from tlbench.cells import Cell
 from tlbench.executor.options import RunOptions
 from tlbench.executor.policy import Schedule, Task
 from tlbench.executor.runner import CellOutcome, run_cell
+from tlbench.executor.stacking import run_stack
 from tlbench.tracking import Tracker, heartbeat_interval
 
 
@@ -46,7 +47,7 @@ class ProgressReporter:
         self.progress.update(
             self.current,
             completed=epoch + 1,
-            description=f"  epoch {epoch + 1}/{self.epochs} val_acc {metrics['val_acc']:.3f}",
+            description=f"  epoch {epoch + 1}/{self.epochs} val_acc {metrics.get('val_acc', float('nan')):.3f}",
         )
         self.progress.update(self.overall, completed=self.done_before + (epoch + 1) / self.epochs)
 
@@ -83,19 +84,27 @@ def _loop(schedule: Schedule, tracker: Tracker, options: RunOptions, progress: P
     overall = progress.add_task("cells", total=len(schedule.cells), completed=schedule.skipped_before)
     current = progress.add_task("", total=1, visible=False)
     while schedule.active:
-        task = schedule.next_task()
-        if task is None:  # only cells held by other processes are left: wait for them here
+        tasks = schedule.next_stack()
+        if not tasks:  # only cells held by other processes are left: wait for them here
             time.sleep(min(2.0, heartbeat_interval()))
             schedule.poll_elsewhere()
             continue
-        if task.cell.depends_on:  # its source's checkpoint must be in the store first
-            settle(list(schedule.outcomes.values()), task.cell.depends_on)
-        progress.update(overall, description=f"cells  [bold]{task.cell.name}[/]")
+        task = tasks[0]
+        for t in tasks:
+            if t.cell.depends_on:  # its source's checkpoint must be in the store first
+                settle(list(schedule.outcomes.values()), t.cell.depends_on)
+        more = f" [dim]+ {len(tasks) - 1} stacked[/]" if len(tasks) > 1 else ""
+        progress.update(overall, description=f"cells  [bold]{task.cell.name}[/]{more}")
         progress.update(current, visible=True, completed=0, description="  starting")
         t0 = time.perf_counter()
         reporter = ProgressReporter(progress, overall, current, done_before=len(schedule.outcomes))
-        outcome = _run_one(task, tracker, options, reporter)
-        schedule.record(task, outcome, time.perf_counter() - t0)
+        if len(tasks) > 1:  # probe heads trained as one stack: each cell its own run and outcome
+            outcomes = run_stack(tasks, tracker, options, reporter=reporter, background_finish=True)
+        else:
+            outcomes = [_run_one(task, tracker, options, reporter)]
+        took = (time.perf_counter() - t0) / len(tasks)
+        for t, outcome in zip(tasks, outcomes, strict=True):
+            schedule.record(t, outcome, took)
         progress.update(overall, completed=len(schedule.outcomes))
     progress.update(current, visible=False)
     progress.update(overall, description="cells")

@@ -55,6 +55,7 @@ class RunOptions:
     # same session (a Ray task retried after its node died) is waited for, not left to "another"
     session: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     race: RacePlan | None = None  # train rung by rung, dropping the configurations beaten
+    stack: bool = True  # probe cells sharing features train as one stack (executor.stacking)
 
     def resolved(self) -> RunOptions:
         """Absolute paths: workers and Ray tasks may run in another folder or on another node."""

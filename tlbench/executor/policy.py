@@ -21,12 +21,16 @@
 - **Cells with one id run once**: differently named cells whose settings are identical (an
   L-BFGS probe under each optimizer of the axis: it ignores them) share an id; the first is
   trained, the others take its outcome ("same cell as ...").
+- **Probe cells that share features train as one stack** (``tlbench.executor.stacking``): a
+  worker is handed the pending cells its next cell can be stacked with (``next_stack``), split
+  evenly between the workers free to take them; each keeps its own claim, run and outcome.
 - **One line per outcome**: ✓ finished, ↷ skipped, ✗ failed, ⏸ paused at a rung, ✂ raced out.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -37,6 +41,7 @@ from tlbench.executor.oom import halved, retries_at_half_batch
 from tlbench.executor.options import RunOptions
 from tlbench.executor.racing import DROPPED, Race
 from tlbench.executor.runner import OWN_ATTEMPT, CellOutcome, Task
+from tlbench.executor.stacking import announce, stackable
 from tlbench.tracking import Tracker, tags
 
 
@@ -162,6 +167,31 @@ class Schedule:
             self.running.add(task.cell.name)
             return task
         return None
+
+    def next_stack(self, share: int = 1) -> list[Task]:
+        """The next task and the pending tasks that can train with it as one stack of probe heads
+        (``executor.stacking``; ready to run, as ``next_task`` picks them): ``[]`` when none is
+        ready, ``[task]`` when it trains alone. ``share``: the workers about to take a stack now,
+        each given its part of the group."""
+        task = self.next_task()
+        if task is None:
+            return []
+        raced = self.race if self.race is not None else ()
+        key = stackable(task, self.options, raced)
+        if key is None:
+            return [task]
+        peers = [
+            t
+            for t in self.pending
+            if stackable(t, self.options, raced) == key and self._source_state(t) == ""
+        ]
+        peers = peers[: math.ceil((1 + len(peers)) / max(share, 1)) - 1]
+        for t in peers:
+            self.pending.remove(t)
+            self.running.add(t.cell.name)
+        if peers:
+            self.say(announce([task.cell] + [t.cell for t in peers]))
+        return [task, *peers]
 
     def record(self, task: Task, outcome: CellOutcome, seconds: float | None = None) -> None:
         """Apply the policy to a cell's outcome: retry at half the batch, wait, or report it."""

@@ -15,6 +15,7 @@ import multiprocessing as mp
 import os
 import queue
 import signal
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +27,7 @@ from tlbench.cells import Cell
 from tlbench.executor.options import RunOptions
 from tlbench.executor.policy import Schedule, Task
 from tlbench.executor.runner import CellOutcome
+from tlbench.executor.stacking import stack_in_worker
 from tlbench.interrupts import Terminated
 from tlbench.tracking import Tracker, heartbeat_interval
 
@@ -79,7 +81,7 @@ class _EventReporter:
         self.events.put(("start", self.slot, epochs))
 
     def on_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
-        self.events.put(("epoch", self.slot, epoch + 1, float(metrics["val_acc"])))
+        self.events.put(("epoch", self.slot, epoch + 1, float(metrics.get("val_acc", float("nan")))))
 
 
 def _worker_main(slot: Slot, tasks: Any, events: Any, options: RunOptions) -> None:
@@ -100,12 +102,16 @@ def _worker_main(slot: Slot, tasks: Any, events: Any, options: RunOptions) -> No
         while True:
             task = tasks.get()
             if task is None:
-                return
+                _leave(events)
+            reporter = _EventReporter(events, slot.index)
+            if isinstance(task, list):  # a stack of probe heads: one outcome per cell
+                stack_in_worker(task, tracker, options, events, slot.index, reporter)
+                continue
             outcome = run_cell(
                 task.cell,
                 tracker,
                 options,
-                reporter=_EventReporter(events, slot.index),
+                reporter=reporter,
                 on_run=lambda run_id, claim_id: events.put(("run", slot.index, run_id, claim_id)),
                 extra_params=task.params,
                 extra_tags=task.tags,
@@ -117,6 +123,20 @@ def _worker_main(slot: Slot, tasks: Any, events: Any, options: RunOptions) -> No
         return
 
 
+def _leave(events: Any) -> None:
+    """Told to stop between cells: flush what the parent must still receive, drop this process's
+    downloads, and exit without the interpreter's teardown (2-3 s of module cleanup for torch,
+    timm and MLflow, paid by every worker at the end of every grid)."""
+    from tlbench.tracking.process import drop_process_caches
+
+    drop_process_caches()
+    events.close()
+    events.join_thread()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
 @dataclass
 class _Worker:
     slot: Slot
@@ -126,6 +146,8 @@ class _Worker:
     run_id: str | None = None
     claim_id: str | None = None
     used: bool = False  # has run a cell: not fresh any more
+    stack: dict[str, Task] = field(default_factory=dict)  # a stack's cells still running, by name
+    stack_runs: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)  # run, claim
     started: float = field(default_factory=time.time)
 
 
@@ -186,19 +208,24 @@ class Pool:
         )
 
     def dispatch(self) -> None:
+        free = sum(w.task is None and w.proc.is_alive() for w in self.workers.values())
         for index, w in list(self.workers.items()):
             if w.task is not None or not w.proc.is_alive():
                 continue
-            task = self.schedule.next_task()
-            if task is None:
+            tasks = self.schedule.next_stack(share=free)  # a group of probe cells: split between the free
+            free -= 1
+            if not tasks:
                 return
+            task = tasks[0]
             if task.fresh_process and w.used:  # after an out-of-memory error: no fragmented memory
                 _stop_worker(w)
                 w = self.workers[index] = _start_worker(self.ctx, w.slot, self.events, self.options)
             w.task, w.run_id, w.claim_id, w.used, w.started = task, None, None, True, time.time()
-            w.tasks.put(task)
+            w.stack, w.stack_runs = ({t.cell.name: t for t in tasks} if len(tasks) > 1 else {}), {}
+            w.tasks.put(tasks if w.stack else task)
+            more = f" + {len(tasks) - 1} stacked" if w.stack else ""
             self.progress.update(
-                self.rows[index], description=f"  w{index} {task.cell.name}", completed=0, total=1
+                self.rows[index], description=f"  w{index} {task.cell.name}{more}", completed=0, total=1
             )
             self.summarize()
 
@@ -222,6 +249,8 @@ class Pool:
         row = self.rows[slot]
         if kind == "run":
             w.run_id, w.claim_id = event[2], event[3]
+            if len(event) == 5:  # one run of a stack, by its cell's name
+                w.stack_runs[event[4]] = (event[2], event[3])
         elif kind == "start":
             self.progress.update(row, total=event[2], completed=0)
         elif kind == "epoch":
@@ -230,8 +259,10 @@ class Pool:
                 row, completed=event[2], description=f"  w{slot} {name}  val_acc {event[3]:.3f}"
             )
         elif kind == "done" and w.task is not None:
-            task, w.task = w.task, None
-            self._idle_row(w)
+            task = w.stack.pop(event[2].cell.name) if w.stack else w.task  # one cell of a stack
+            if not w.stack:
+                w.task = None
+                self._idle_row(w)
             self.schedule.record(task, event[2], time.time() - w.started)
             self.summarize()
 
@@ -244,8 +275,12 @@ class Pool:
                 self.drain(timeout=0)  # its last events (a 'done' may be among them)
             if w.task is not None:
                 why = f"worker died ({describe_exit(w.proc.exitcode)})"
-                self.schedule.worker_died(w.task, why, w.run_id, w.claim_id, retries)
-                w.task = None
+                for task in list(w.stack.values()) or [w.task]:  # each cell of its stack, on its own
+                    ids = (
+                        w.stack_runs.get(task.cell.name, (None, None)) if w.stack else (w.run_id, w.claim_id)
+                    )
+                    self.schedule.worker_died(task, why, *ids, retries)
+                w.task, w.stack = None, {}
             self.workers[index] = _start_worker(self.ctx, w.slot, self.events, self.options)
             self._idle_row(w)
             self.summarize()
@@ -303,6 +338,9 @@ def run_pool(
             f"{len(slots)} workers ({where}); {len(schedule.pending)} cells to run, "
             f"{schedule.skipped_before} finished before"
         )
+        if not schedule.pending:  # nothing to train: no worker processes to start and stop
+            return schedule.results()
+        slots = slots[: len(schedule.pending)]  # no more workers than cells
         pool = Pool(slots, options, schedule, progress)
         last_poll = 0.0
         try:
