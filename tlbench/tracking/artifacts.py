@@ -18,6 +18,8 @@ CHECKPOINT_ARTIFACT = "checkpoint/best.safetensors"
 
 def _write_history(result: Any, path: Path) -> None:
     with open(path, "w", newline="") as f:
+        if not result.history:
+            raise ValueError("a run without epochs has no history to write")
         fields = list(dict.fromkeys(k for row in result.history for k in row))  # val_* only where validated
         w = csv.DictWriter(f, fieldnames=fields)
         w.writeheader()

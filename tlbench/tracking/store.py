@@ -183,13 +183,7 @@ class Tracker:
     def finished_run(self, experiment_id: str, cell_id: str, variant: str | None = None) -> Any | None:
         """The cell's newest FINISHED run of that variant, or None: one filtered query, so
         checking a cell costs the same in a store of ten runs or of ten thousand."""
-        runs = self.client.search_runs(
-            [experiment_id],
-            filter_string=f"tags.`{tags.CELL_ID}` = '{cell_id}' and attributes.status = 'FINISHED'",
-            order_by=["start_time DESC"],
-            max_results=1000,
-        )
-        return next((r for r in runs if r.data.tags.get(tags.VARIANT) == variant), None)
+        return self.newest_run(experiment_id, cell_id, variant, status="FINISHED")
 
     def resumable_run(self, experiment_id: str, cell: Cell, variant: str | None = None) -> Any | None:
         """The cell's newest run if it was KILLED (interrupted, reaped, its worker died), is
@@ -211,12 +205,15 @@ class Tracker:
 
         return reap_stale(self, experiment_id, stale_after_s)
 
-    def newest_run(self, experiment_id: str, cell_id: str, variant: str | None = None) -> Any | None:
-        """The cell's newest run of that variant, whatever its state (a study's trial runs carry
-        the cell's id too: enough are read that they cannot hide the plain run)."""
+    def newest_run(
+        self, experiment_id: str, cell_id: str, variant: str | None = None, status: str | None = None
+    ) -> Any | None:
+        """The cell's newest run of that variant, of any state or of ``status`` (a study's trial
+        runs carry the cell's id too: enough are read that they cannot hide the plain run)."""
+        state = f" and attributes.status = '{status}'" if status else ""
         runs = self.client.search_runs(
             [experiment_id],
-            filter_string=f"tags.`{tags.CELL_ID}` = '{cell_id}'",
+            filter_string=f"tags.`{tags.CELL_ID}` = '{cell_id}'{state}",
             order_by=["start_time DESC"],
             max_results=1000,
         )
