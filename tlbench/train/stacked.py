@@ -40,7 +40,7 @@ from tlbench.train.optim import build_optimizer, build_scheduler
 from tlbench.train.result import NonFiniteLossError, Reporter, finished, report_epochs
 from tlbench.train.setup import Setup, prepare
 from tlbench.train.stack_heads import Group, Head, HeadIn, Member, Stack, Unstackable, train_heads
-from tlbench.train.state import TrainState, rng_states, set_rng_states
+from tlbench.train.state import TrainState, backbone_changed, rng_states, set_rng_states
 from tlbench.train.timings import timed
 
 SPLITS = ("train", "val", "test")
@@ -191,14 +191,8 @@ def _head(stack: Stack, m: Member, saved: dict[str, Any] | None, g: Group) -> He
     if saved:
         h.updates, h.first, state.saved = state.updates, state.phase_epoch, None
         h.resumed = {"epoch": saved["epoch"], "history": saved["history"]}
-        if saved.get("frozen", stack.digest) != stack.digest:  # as ``TrainState.complete`` says it
-            h.fail(
-                RuntimeError(
-                    f"{m.cell.name}: its checkpoint was taken over a backbone with digest "
-                    f"{saved['frozen']}, the rebuilt one has {stack.digest} (its weights changed since); "
-                    "remove the run's checkpoint folder, or run with --force, to start the cell over"
-                )
-            )
+        if saved.get("frozen", stack.digest) != stack.digest:  # as ``TrainState.complete`` refuses it
+            h.fail(backbone_changed(m.cell.name, saved["frozen"], stack.digest))
             return h
         # a head-only checkpoint holds the head (the backbone is the stack's); a whole one, both
         module.load_state_dict(stack.head_of(saved["model"]))

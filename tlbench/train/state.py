@@ -55,6 +55,15 @@ def head_keys(model: nn.Module) -> set[str]:
     }
 
 
+def backbone_changed(name: str, saved: str, found: str) -> RuntimeError:
+    """The error for a head-only checkpoint whose frozen backbone is not the rebuilt one."""
+    return RuntimeError(
+        f"{name}: its checkpoint was taken over a backbone with digest {saved}, the rebuilt one has "
+        f"{found} (its weights changed since); remove the run's checkpoint folder, or run with --force, "
+        "to start the cell over"
+    )
+
+
 @dataclass
 class TrainState:
     """Progress of one cell across its phases (``epoch`` counts epochs done, all phases)."""
@@ -117,11 +126,7 @@ class TrainState:
 
         found = backbone_digest(model)
         if found != self.saved["frozen"]:
-            raise RuntimeError(
-                f"{name}: its checkpoint was taken over a backbone with digest {self.saved['frozen']}, "
-                f"the rebuilt one has {found} (its weights changed since); remove the run's checkpoint "
-                "folder, or run with --force, to start the cell over"
-            )
+            raise backbone_changed(name, self.saved["frozen"], found)
         whole = cpu_copy(model)
         self.saved["model"] = {**whole, **self.saved["model"]}
         if self.best_state is not None and len(self.best_state) < len(whole):
