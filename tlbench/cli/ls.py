@@ -62,12 +62,7 @@ def ls_cmd(grid: str, select: tuple[str, ...], tracking_uri: str | None) -> None
     seeds = sorted({c.replicate for c in chosen if c.replicate is not None})
     if seeds:  # replicated: configurations x seeds (a replicated cell: source is named per seed)
         console.print(f"{configs} configurations × seeds {seeds} = {len(chosen)} cells", highlight=False)
-    if len(once) < len(chosen):
-        console.print(
-            f"{len(chosen) - len(once)} cells have the id of another (identical settings, e.g. an "
-            "L-BFGS probe under each optimizer): trained once, counted once below",
-            highlight=False,
-        )
+    _say_same_settings(chosen)
     console.print(
         f"{len(chosen)} cells, about {total / 1e12:,.1f} TFLOP of training ≈ {gpu_hours(total):,.2f} GPU-hours "
         f"on an H100 at the ~44 TFLOP/s tlbench sustains (ResNet-50 @ 224, measured)"
@@ -76,6 +71,22 @@ def ls_cmd(grid: str, select: tuple[str, ...], tracking_uri: str | None) -> None
     )
     if measured:
         _say_estimates(chosen, seconds, device, tracking_uri)
+
+
+def _say_same_settings(chosen: list) -> None:
+    """Which cells coincide (one id, one run), so a count of runs below the cells is explained."""
+    from tlbench.cells.duplicates import runs_needed, runs_text, said, same_settings
+
+    groups = same_settings(chosen)
+    if not groups:
+        return
+    console.print(
+        f"{len(chosen)} cells make {runs_text(runs_needed(chosen))}: cells whose settings coincide share "
+        "one id and one run (counted once below)",
+        highlight=False,
+    )
+    for line in said(groups):
+        console.print(f"  {line}", highlight=False, soft_wrap=True)
 
 
 def _say_estimates(chosen: list, seconds: list, device: str, tracking_uri: str | None) -> None:

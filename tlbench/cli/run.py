@@ -172,7 +172,22 @@ def run(
         stop_writers()
         sys.exit(130)
     render_summary(result.frame(), common.console, title=f"grid {result.grid}")
+    _say_same_settings([o.cell for o in result.outcomes])
     _conclude(result, require_complete)
+
+
+def _say_same_settings(cells: list[Any]) -> None:
+    """Cells that coincide are one run: the summary's rows counted as runs, and which they are."""
+    from tlbench.cells.duplicates import runs_needed, runs_text, said, same_settings
+
+    groups = same_settings(cells)
+    if groups:
+        common.console.print(
+            f"{len(cells)} cells, {runs_text(runs_needed(cells))}: cells whose settings coincide are one run",
+            highlight=False,
+        )
+        for line in said(groups, limit=5):
+            common.console.print(f"  {line}", highlight=False, soft_wrap=True)
 
 
 def _conclude(result: Any, require_complete: bool) -> None:

@@ -18,6 +18,7 @@ from tlbench.cli import common
 def validate(grid: str, select: tuple[str, ...], data_dir: str | None, build: bool) -> None:
     """Check that every entry of a grid resolves, without training."""
     from tlbench import api
+    from tlbench.cells.duplicates import runs_needed, runs_text, said, same_settings
 
     g = api.load_grid(grid)
     inputs, problems = api.validate_grid(
@@ -28,4 +29,9 @@ def validate(grid: str, select: tuple[str, ...], data_dir: str | None, build: bo
         for p in problems:
             common.err_console.print(f"[red]✗[/] {p}", highlight=False)
         common.fail(f"grid {g.name!r}: {len(problems)} problem(s)")
-    common.console.print(f"[green]grid {g.name!r} is valid:[/] {len(g.select(select))} cells")
+    chosen = g.select(select)
+    groups = same_settings(chosen)
+    runs = f" making {runs_text(runs_needed(chosen))} (cells whose settings coincide share one)" if groups else ""
+    common.console.print(f"[green]grid {g.name!r} is valid:[/] {len(chosen)} cells{runs}", highlight=False)
+    for line in said(groups):
+        common.console.print(f"  {line}", highlight=False, soft_wrap=True)
