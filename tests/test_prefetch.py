@@ -27,12 +27,15 @@ GRID = {
 
 
 def test_status_and_prefetch_offline(tmp_path):
+    import huggingface_hub.constants as hc  # the endpoint weights come from: HF_ENDPOINT or the hub
+
     cells = expand(parse_grid(GRID))
     st = {(i.kind, i.name): i for i in status(cells, tmp_path)}
     assert st[("dataset", "digits")].state == "bundled"
     assert st[("dataset", "synthetic")].state == "generated"
     assert st[("dataset", "cifar10")].state == "download"
     assert st[("weights", "test_resnet")].state == "download"
+    assert st[("weights", "test_resnet")].where.startswith(f"{hc.ENDPOINT}/timm/test_resnet.r160_in1k")
     t0 = time.perf_counter()
     results = {(i.kind, i.name): i for i in fetch(cells, tmp_path)}  # no network here: fails, fast, reported
     assert time.perf_counter() - t0 < 60

@@ -105,3 +105,17 @@ def test_a_tampered_pickle_is_refused(tmp_path):
     _dump(tmp_path / "batch", {"data": Evil()})
     with pytest.raises(pickle.UnpicklingError, match="refusing"):
         safe_load(tmp_path / "batch")
+
+
+def test_the_cifar_source_is_torchvisions_unless_overridden(monkeypatch):
+    from torchvision.datasets import CIFAR100
+
+    from tlbench.data.cifar import source
+
+    for name in ("TLBENCH_CIFAR100_URL", "TLBENCH_CIFAR100_MD5"):
+        monkeypatch.delenv(name, raising=False)
+    assert source("cifar100") == (CIFAR100.url, CIFAR100.filename, CIFAR100.tgz_md5)
+    monkeypatch.setenv("TLBENCH_CIFAR100_URL", "http://files.site/c100.tgz")
+    assert source("cifar100")[::2] == ("http://files.site/c100.tgz", CIFAR100.tgz_md5)  # same file
+    monkeypatch.setenv("TLBENCH_CIFAR100_MD5", "")
+    assert source("cifar100")[2] is None

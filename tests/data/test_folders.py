@@ -72,3 +72,19 @@ def test_hymenoptera_missing_says_where(tmp_path):
     with pytest.raises(DatasetNotFoundError) as info:
         load_dataset("hymenoptera", data_dir=tmp_path, download=False)
     assert "hymenoptera_data.zip" in str(info.value)
+
+
+def test_a_broken_hymenoptera_zip_is_named_with_the_fix(tmp_path):
+    (tmp_path / "hymenoptera_data.zip").write_bytes(b"<html>a captive portal, not a zip</html>")
+    with pytest.raises(DatasetNotFoundError, match="is not a zip .*delete it"):
+        load_dataset("hymenoptera", data_dir=tmp_path, download=False)
+
+
+def test_the_hymenoptera_url_can_be_a_mirror(monkeypatch):
+    from tlbench.data.folders import HYMENOPTERA_URL, hymenoptera_url
+
+    monkeypatch.delenv("TLBENCH_HYMENOPTERA_URL", raising=False)
+    assert hymenoptera_url() == (HYMENOPTERA_URL, None)  # PyTorch publishes no MD5 for it
+    monkeypatch.setenv("TLBENCH_HYMENOPTERA_URL", "http://files.site/h.zip")
+    monkeypatch.setenv("TLBENCH_HYMENOPTERA_MD5", "ab" * 16)
+    assert hymenoptera_url() == ("http://files.site/h.zip", "ab" * 16)

@@ -2,7 +2,8 @@
 
 The python format is pickle. We read it with a restricted unpickler that can build only dicts,
 lists, strings, bytes, numbers and numpy arrays: a tampered file cannot run code. Files are found
-under the data dir in torchvision's layout and downloaded (checksummed) by torchvision otherwise.
+under the data dir in torchvision's layout and downloaded otherwise: the official archive with
+torchvision's download utils and MD5, or a mirror's (``TLBENCH_CIFAR10_URL`` / ``..._MD5``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,14 @@ import numpy as np
 
 from tlbench.catalog.datasets import DatasetNotFoundError, RawSplits
 from tlbench.data.cache import file_fingerprint
+from tlbench.data.fetching import (
+    download_blocker,
+    expected_md5,
+    route,
+    socket_timeout,
+    source_url,
+    warn_unchecked,
+)
 
 CIFAR = {
     "cifar10": {
@@ -76,28 +85,56 @@ def fingerprint(root: Path, kind: str) -> str | None:
     return file_fingerprint([folder / n for n in [*spec["train"], *spec["test"], spec["meta"]]])
 
 
-def locate(root: Path, kind: str, download: bool) -> Path:
+def source(kind: str) -> tuple[str, str, str | None]:
+    """(URL, archive name, MD5 to check or None) of a kind's download: torchvision's official
+    ones, or ``TLBENCH_CIFAR10_URL`` / ``TLBENCH_CIFAR100_URL`` (a mirror; ``..._MD5`` for its file)."""
+    from torchvision.datasets import CIFAR10, CIFAR100
+
+    cls = CIFAR10 if kind == "cifar10" else CIFAR100
+    env = f"TLBENCH_{kind.upper()}"
+    url = source_url(f"{env}_URL", cls.url)
+    return url, cls.filename, expected_md5(f"{env}_MD5", cls.tgz_md5, url, cls.url)
+
+
+def fetch_archive(root: Path, kind: str) -> str | None:
+    """Download and extract a kind's archive into ``root`` (torchvision's utils, MD5-checked);
+    why it did not work, or None."""
+    from torchvision.datasets.utils import check_integrity, download_and_extract_archive
+
+    url, filename, md5 = source(kind)
+    blocker = download_blocker(url)
+    if blocker:
+        return blocker
+    if md5 is None:
+        warn_unchecked(kind, url, f"TLBENCH_{kind.upper()}_MD5")
+    try:
+        with socket_timeout():
+            download_and_extract_archive(url, str(root), filename=filename, md5=md5)
+    except Exception as err:  # mirror down, a stalled transfer, a checksum mismatch
+        if md5 and (root / filename).is_file() and not check_integrity(str(root / filename), md5):
+            return (
+                f"{url} served a file whose MD5 is not {md5} (a mirror with another file: set "
+                f"TLBENCH_{kind.upper()}_MD5 to its MD5, or to empty to skip the check)"
+            )
+        return f"download from {route(url)} failed: {type(err).__name__}: {err}"
+    return None if find(root, kind) is not None else f"{url}: the archive has no {CIFAR[kind]['folder']}/"
+
+
+def locate(root: Path, kind: str, download_ok: bool) -> Path:
     """The extracted CIFAR folder, downloading it (torchvision, md5-checked) if allowed."""
     folder = find(root, kind)
     if folder is not None:
         return folder
-    error = "download disabled"
-    if download:
-        try:
-            from torchvision.datasets import CIFAR10, CIFAR100
-
-            (CIFAR10 if kind == "cifar10" else CIFAR100)(root=str(root), train=True, download=True)
-            folder = find(root, kind)
-            if folder is not None:
-                return folder
-            error = "download finished but the files are not where expected"
-        except Exception as err:  # offline, mirror down, checksum mismatch
-            error = f"download failed: {type(err).__name__}: {err}"
+    error = fetch_archive(root, kind) if download_ok else "download disabled"
+    folder = find(root, kind)
+    if folder is not None:
+        return folder
     looked = "\n  ".join(str(c) for c in candidates(root, kind))
+    url, filename, _ = source(kind)
     raise DatasetNotFoundError(
         f"{kind}: the python-format files are not in any of:\n  {looked}\n({error}). Run `tlbench prefetch` "
-        f'or `python -c "import torchvision; torchvision.datasets.{"CIFAR10" if kind == "cifar10" else "CIFAR100"}'
-        f"('{root}', download=True)\"` on a machine with internet, then copy {CIFAR[kind]['folder']}/ into {root}."
+        f"on a machine with internet and copy {CIFAR[kind]['folder']}/ into {root}, or download {url} "
+        f"(TLBENCH_{kind.upper()}_URL: a mirror) and extract it there."
     )
 
 

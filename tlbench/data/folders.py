@@ -19,6 +19,7 @@ import numpy as np
 
 from tlbench.catalog.datasets import CATALOG, DatasetNotFoundError, RawSplits
 from tlbench.data.base import FileImages, decode_image
+from tlbench.data.fetching import download_blocker, expected_md5, route, socket_timeout, source_url
 from tlbench.data.splits import carve_test
 from tlbench.data.stream import should_stream
 
@@ -109,6 +110,34 @@ def load_tree(root: Path, image_size: int, test_ratio: float, stream: bool = Fal
     return {"arrays": arrays, "classes": classes, "notes": notes}
 
 
+def hymenoptera_url() -> tuple[str, str | None]:
+    """(URL, MD5 or None) of the tutorial's zip: the official one (unchecked: PyTorch publishes no
+    MD5), or ``TLBENCH_HYMENOPTERA_URL`` (a mirror) with ``TLBENCH_HYMENOPTERA_MD5`` if set."""
+    url = source_url("TLBENCH_HYMENOPTERA_URL", HYMENOPTERA_URL)
+    return url, expected_md5("TLBENCH_HYMENOPTERA_MD5", None, url, HYMENOPTERA_URL)
+
+
+def _download_zip(archive: Path) -> str | None:
+    """Download the zip to ``archive`` (via a partial name: a broken transfer leaves no bad zip);
+    why it did not work, or None."""
+    from torchvision.datasets.utils import download_url
+
+    url, md5 = hymenoptera_url()
+    blocker = download_blocker(url)
+    if blocker:
+        return blocker
+    partial = archive.with_name(archive.name + ".partial")
+    try:
+        with socket_timeout():
+            download_url(url, str(archive.parent), filename=partial.name, md5=md5)
+    except Exception as err:  # a mirror down, a stalled transfer, an MD5 mismatch
+        partial.unlink(missing_ok=True)
+        checked = f" (checked against MD5 {md5}: TLBENCH_HYMENOPTERA_MD5)" if md5 else ""
+        return f"download from {route(url)} failed: {type(err).__name__}: {err}{checked}"
+    partial.rename(archive)
+    return None
+
+
 def hymenoptera_root(data_dir: Path, download: bool) -> Path:
     """``hymenoptera_data/`` under the data dir: extracted from the zip, downloaded if allowed."""
     folder = data_dir / "hymenoptera_data"
@@ -117,25 +146,27 @@ def hymenoptera_root(data_dir: Path, download: bool) -> Path:
     archive = data_dir / "hymenoptera_data.zip"
     error = "download disabled"
     if not archive.exists() and download:
-        try:
-            from torchvision.datasets.utils import download_url
-
-            download_url(HYMENOPTERA_URL, str(data_dir), filename=archive.name)
-        except Exception as err:
-            error = f"download failed: {type(err).__name__}: {err}"
+        data_dir.mkdir(parents=True, exist_ok=True)
+        error = _download_zip(archive) or error
     if archive.exists():
         tmp = data_dir / ".hymenoptera_data.partial"
-        with zipfile.ZipFile(archive) as z:
-            z.extractall(tmp)
+        try:
+            with zipfile.ZipFile(archive) as z:
+                z.extractall(tmp)
+        except zipfile.BadZipFile as err:
+            raise DatasetNotFoundError(
+                f"{archive} is not a zip ({err}): delete it and download again"
+            ) from None
         extracted = tmp / "hymenoptera_data"
         if not extracted.is_dir():
             raise DatasetNotFoundError(f"{archive} does not contain hymenoptera_data/")
         extracted.rename(folder)  # atomic: a crash mid-extract leaves only the .partial folder
         tmp.rmdir() if not any(tmp.iterdir()) else None
         return folder
+    url, _ = hymenoptera_url()
     raise DatasetNotFoundError(
-        f"hymenoptera: neither {folder}/ nor {archive} exists ({error}). Download {HYMENOPTERA_URL} "
-        f"into {data_dir} (or run `tlbench prefetch` with internet)."
+        f"hymenoptera: neither {folder}/ nor {archive} exists ({error}). Download {url} into {data_dir} "
+        "(or run `tlbench prefetch` with internet; TLBENCH_HYMENOPTERA_URL names a mirror)."
     )
 
 

@@ -6,8 +6,9 @@ once to the stored size (short side, centre square) and go to the tensor cache, 
 (``FileImages``) when the set is over the memory budget, like ``imagefolder``. Array-backed sets
 (SVHN, STL-10, PCAM) are read through the class. Files live in
 ``<data dir>/torchvision/<Class>/`` (torchvision's own layout below that). A download happens
-only when allowed, not switched off and the source's host answers (``fetching``); otherwise the
-error names the folder and ``tlbench prefetch``, within seconds.
+only when allowed, not switched off and the source answers a HEAD through the environment's
+proxy, as the download will (``fetching``); otherwise the error names the folder, the URL and
+proxy tried and ``tlbench prefetch``, within seconds.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 On a cluster the GPU nodes often have no internet: ``tlbench prefetch`` runs on a login node and
 puts every dataset into the data dir (and its tensor cache) and every hub weight into the Hugging
-Face cache, which the nodes then read with ``HF_HUB_OFFLINE=1``.
+Face cache, which the nodes then read with ``HF_HUB_OFFLINE=1``. Downloads go where the run's
+would: ``HF_ENDPOINT`` (a hub mirror), the dataset URL overrides, ``HTTP(S)_PROXY`` / ``NO_PROXY``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from tlbench.catalog.backbones import check_hub_tag as check_hub_tag
 from tlbench.catalog.backbones import hub_model_name
 from tlbench.cells import Cell
 from tlbench.models.hub import HUB_FILES as HUB_FILES
-from tlbench.models.hub import hub_repo
+from tlbench.models.hub import fail_fast_if_unreachable, hub_repo, hub_route
 
 
 @dataclass
@@ -56,7 +57,7 @@ def status(cells: list[Cell], data_dir: str | Path | None = None) -> list[Input]
             continue
         seen.add(("weights", name))
         repo, path = hub_repo(name)
-        out.append(Input("weights", name, "local" if path else "download", path or f"hf://{repo}"))
+        out.append(Input("weights", name, "local" if path else "download", path or hub_route(repo)))
     return out
 
 
@@ -114,6 +115,7 @@ def fetch(cells: list[Cell], data_dir: str | Path | None = None) -> list[Input]:
             else:
                 import timm
 
+                fail_fast_if_unreachable(item.name)  # seconds, and the endpoint and proxy it tried
                 timm.create_model(item.name, pretrained=True)
                 results.append(Input("weights", item.name, "fetched", hub_repo(item.name)[1] or ""))
         except Exception as err:
