@@ -3,7 +3,8 @@
 A cache file holds a dataset's raw splits as safetensors (never pickle), keyed by the dataset's
 name, params and a *fingerprint* of its source (file sizes and mtimes, a library version, a
 generator version). A changed source gives a new key; the stale file for the same name and
-params is removed when the new one is written. Writes are atomic (temp file + rename).
+params is removed when the new one is written. Writes are atomic (temp file + rename); a disk too
+full for one raises ``DiskFullError`` (an ``OSError``) and leaves no temp file behind.
 """
 
 from __future__ import annotations
@@ -16,7 +17,10 @@ from typing import Any
 
 import numpy as np
 
+from tlbench.diskspace import ensure_room, writing
+
 CACHE_VERSION = "1"
+FULL_DISK_REMEDY = "free space there or point --data-dir (or TLBENCH_DATA) at a disk with room"
 
 
 def _digest(obj: Any) -> str:
@@ -53,15 +57,16 @@ def read_cache(path: Path) -> dict[str, Any] | None:
 
 
 def write_cache(path: Path, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+    """Write atomically; refuse up front (``DiskFullError``) when the disk cannot hold the arrays."""
     from safetensors.numpy import save_file
 
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    save_file(
-        {k: np.ascontiguousarray(v) for k, v in arrays.items()},
-        str(tmp),
-        metadata={"tlbench": json.dumps(meta)},
-    )
+    arrays = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
+    needed, what = sum(a.nbytes for a in arrays.values()), f"writing the tensor cache {path.name}"
+    ensure_room(path.parent, needed, FULL_DISK_REMEDY, what)
+    with writing(path.parent, needed, FULL_DISK_REMEDY, partial=tmp, what=what):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_file(arrays, str(tmp), metadata={"tlbench": json.dumps(meta)})
     os.replace(tmp, path)
     prefix = path.name.rsplit("-", 1)[0] + "-"
     for old in path.parent.glob(prefix + "*.safetensors"):

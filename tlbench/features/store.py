@@ -4,6 +4,8 @@ on every read, locked per key across processes, evicted least-recently-used beyo
 An entry's header (safetensors metadata) holds its key fields, the byte count and a CRC-32 of the
 tensors: a truncated or corrupt file fails the check, is dropped with a warning and rebuilt.
 Last use is the file's mtime (touched on every hit), so eviction needs no index to keep in step.
+A disk too full for an entry raises ``DiskFullError`` (an ``OSError``: a lost reuse, not a lost
+cell, for callers that say so) and leaves no temp file behind.
 """
 
 from __future__ import annotations
@@ -22,11 +24,17 @@ from typing import Any
 
 import torch
 
+from tlbench.diskspace import ensure_room, writing
+
 STORE_ENV = "TLBENCH_FEATURE_STORE"  # a folder, or off / 0 / none to disable the store
 BUDGET_ENV = "TLBENCH_FEATURE_STORE_GB"
 DEFAULT_BUDGET_GB = 20.0
 SUFFIX = ".safetensors"
 _OFF = {"off", "0", "none", "false", "no"}
+FULL_DISK_REMEDY = (
+    f"free space there (tlbench cache clear --older-than 7d), lower {BUDGET_ENV} "
+    f"or point {STORE_ENV} at a disk with room ('off': no store)"
+)
 
 
 def default_root(data_root: Path | None = None) -> Path | None:
@@ -105,13 +113,16 @@ class FeatureStore:
         """Write atomically (temp file + rename), then evict beyond the budget (never this entry)."""
         from safetensors.torch import save_file
 
-        self.root.mkdir(parents=True, exist_ok=True)
         tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
         crc, size = _checksum(tensors)
         meta = {"key": key, "crc32": crc, "nbytes": size, "created": time.time(), "fields": fields}
         path = self.path(key)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        save_file(tensors, str(tmp), metadata={"tlbench": json.dumps(meta, default=str)})
+        what = f"writing feature store entry {key}"
+        ensure_room(self.root, size, FULL_DISK_REMEDY, what)
+        with writing(self.root, size, FULL_DISK_REMEDY, partial=tmp, what=what):
+            self.root.mkdir(parents=True, exist_ok=True)
+            save_file(tensors, str(tmp), metadata={"tlbench": json.dumps(meta, default=str)})
         os.replace(tmp, path)
         self.evict(keep=path)
         return path

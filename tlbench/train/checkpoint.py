@@ -5,7 +5,9 @@ each epoch's state is written to a temporary file and renamed over ``last.pt`` a
 became ``prev.pt``, so a crash mid-write never loses both. Files are read with
 ``torch.load(weights_only=True)``: tensors, numbers, strings and containers only, never pickled
 objects. A file that cannot be read (truncated, corrupt, another cell's) falls back to the
-previous one, then to a clean start, with a warning.
+previous one, then to a clean start, with a warning. A save that does not fit on the disk ends in
+``DiskFullError`` (one sentence: the folder, the bytes, what to do), its temp file removed and
+``last.pt`` / ``prev.pt`` untouched, so the cell can resume from them once space is freed.
 """
 
 from __future__ import annotations
@@ -19,9 +21,14 @@ from typing import Any
 
 import torch
 
+from tlbench.diskspace import ensure_room, state_nbytes, writing
+
 CHECKPOINT_ENV = "TLBENCH_CHECKPOINTS"
 INTERVAL_ENV = "TLBENCH_CHECKPOINT_S"
 FORMAT_VERSION = 1
+FULL_DISK_REMEDY = (
+    f"free space there or point --checkpoint-dir (or {CHECKPOINT_ENV}) at a disk with room, then run again"
+)
 
 
 def checkpoint_interval() -> float:
@@ -49,7 +56,14 @@ def _keep_as(src: Path, dst: Path) -> None:
     try:
         os.link(src, staged)
     except OSError:  # a filesystem without hard links
-        shutil.copyfile(src, staged)
+        with writing(
+            dst.parent,
+            src.stat().st_size,
+            FULL_DISK_REMEDY,
+            partial=staged,
+            what=f"copying {src.name} to {dst.name}",
+        ):
+            shutil.copyfile(src, staged)
     os.replace(staged, dst)
 
 
@@ -75,14 +89,20 @@ class Checkpointer:
         return self.folder / "prev.pt"
 
     def save(self, state: dict[str, Any]) -> None:
-        """Atomically replace ``last.pt`` (the old one is kept as ``prev.pt``)."""
-        self.folder.mkdir(parents=True, exist_ok=True)
+        """Atomically replace ``last.pt`` (the old one is kept as ``prev.pt``); a disk too full
+        for it raises ``DiskFullError`` before ``last.pt`` or ``prev.pt`` is touched."""
         tmp = self.folder / f".last.{os.getpid()}.tmp"
-        torch.save({"format": FORMAT_VERSION, "cell_id": self.cell_id, **state}, tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        if self.last.exists():  # prev <- last without a moment where neither holds the last epoch
-            _keep_as(self.last, self.prev)
+        full = {"format": FORMAT_VERSION, "cell_id": self.cell_id, **state}
+        needed = state_nbytes(full)  # the tensors' bytes: a floor for the file, no second copy made
+        what = "writing the checkpoint"
+        ensure_room(self.folder, needed, FULL_DISK_REMEDY, what)
+        with writing(self.folder, needed, FULL_DISK_REMEDY, partial=tmp, what=what):
+            self.folder.mkdir(parents=True, exist_ok=True)
+            torch.save(full, tmp)
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())  # a delayed-allocation filesystem reports ENOSPC here
+            if self.last.exists():  # prev <- last without a moment where neither holds the last epoch
+                _keep_as(self.last, self.prev)
         os.replace(tmp, self.last)
         self._saved_at = time.monotonic()
 
