@@ -3,7 +3,7 @@
 The library's entry points are ``tlbench.api``'s, re-exported here (imported on first use, so
 ``import tlbench`` stays free of torch, timm and MLflow): ``load_grid``, ``expand_grid``,
 ``validate_grid``, ``prefetch_grid``, ``run_grid``, ``rank_grid``, ``tune_grid``, ``results``, ``report_grid``,
-``ui_url``.
+``ui_url``, and the store's ``backup_store``, ``restore_store``, ``check_store``.
 """
 
 from __future__ import annotations
@@ -16,12 +16,15 @@ _API = (
     "Grid",
     "Results",
     "RunResult",
+    "backup_store",
+    "check_store",
     "expand_grid",
     "load_grid",
     "order_cells",
     "prefetch_grid",
     "rank_grid",
     "report_grid",
+    "restore_store",
     "results",
     "run_grid",
     "tune_grid",

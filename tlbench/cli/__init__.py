@@ -15,6 +15,7 @@ from tlbench.cli.rank import rank_cmd
 from tlbench.cli.report import report
 from tlbench.cli.run import run
 from tlbench.cli.server import server
+from tlbench.cli.store import store
 from tlbench.cli.tune import tune
 from tlbench.cli.ui import ui
 from tlbench.cli.validate import validate
@@ -41,6 +42,7 @@ for command in (
     grant,
     dashboard,
     cache,
+    store,
 ):
     main.add_command(command)
 

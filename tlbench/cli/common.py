@@ -40,6 +40,9 @@ def clean_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         except Exception as err:
             from tlbench.tracking.access import explain, unreachable
 
+            damaged = _store_fault(err, kwargs.get("tracking_uri")) if "tracking_uri" in kwargs else None
+            if damaged:
+                fail(damaged)
             uri = kwargs.get("tracking_uri") or os.environ.get("MLFLOW_TRACKING_URI") or "the MLflow server"
             if explain(err, uri):
                 fail(explain(err, uri) or "")
@@ -48,6 +51,20 @@ def clean_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             raise
 
     return wrapper
+
+
+def _store_fault(err: Exception, tracking_uri: str | None) -> str | None:
+    """SQLite's "malformed" from any path to the embedded store (a pool worker's, say) as the one
+    sentence the tracker would have said (``tracking.damage``), once the store's file is indeed
+    found damaged: a damaged Optuna database is not the store's fault."""
+    from tlbench.tracking.damage import StoreDamagedError, damage, fault, sqlite_file
+    from tlbench.tracking.store import resolve_tracking_uri
+
+    db = sqlite_file(resolve_tracking_uri(tracking_uri))
+    clear = fault(err, db) if db is not None and db.is_file() else None
+    if isinstance(clear, StoreDamagedError) and db is not None and damage(db):
+        return str(clear)
+    return None
 
 
 grid_option = click.option(

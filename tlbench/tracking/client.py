@@ -10,6 +10,9 @@ MLflow's SQL store inserts a new tag with ``session.merge``: two writers that bo
 absent both insert it, and the loser fails on the table's unique key. Its ``log_batch`` path
 retries exactly that conflict, so every run tag goes through it; experiment tags have no batch
 call, so the losing write is made again (it then finds the row and updates it).
+
+``FaultSayingClient``: an embedded store's SQLite file found damaged or its disk full mid-command
+is one sentence naming the file (``damage``), not SQLAlchemy's traceback.
 """
 
 from __future__ import annotations
@@ -17,9 +20,11 @@ from __future__ import annotations
 import functools
 import random
 import time
+from pathlib import Path
 from typing import Any
 
 from tlbench.interrupts import uninterrupted
+from tlbench.tracking.damage import sqlite_faults
 
 # what the SQL stores say when an insert lost the race (SQLite, PostgreSQL, MySQL / MSSQL)
 _LOST_INSERT = ("UNIQUE constraint failed", "duplicate key value", "Duplicate entry", "IntegrityError")
@@ -70,6 +75,27 @@ class UninterruptedClient:
         @functools.wraps(attr)
         def call(*args: Any, **kwargs: Any) -> Any:
             with uninterrupted():
+                return attr(*args, **kwargs)
+
+        return call
+
+
+class FaultSayingClient:
+    """An ``MlflowClient`` over a SQLite file whose "malformed" / "disk is full" errors name the
+    file and the way out (``damage.sqlite_faults``), whichever call meets them."""
+
+    def __init__(self, client: Any, db: Path):
+        self._client = client
+        self._db = db
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._client, name)
+        if not callable(attr):
+            return attr
+
+        @functools.wraps(attr)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            with sqlite_faults(self._db):
                 return attr(*args, **kwargs)
 
         return call

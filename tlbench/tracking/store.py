@@ -19,7 +19,8 @@ from tlbench.tracking import process, tags
 from tlbench.tracking.artifacts import CHECKPOINT_ARTIFACT
 from tlbench.tracking.cellrun import CellRun
 from tlbench.tracking.claims import Claim, claim, claims_experiment, is_claimed, last_beat
-from tlbench.tracking.client import RaceSafeClient, UninterruptedClient
+from tlbench.tracking.client import FaultSayingClient, RaceSafeClient, UninterruptedClient
+from tlbench.tracking.damage import check_on_open, sqlite_faults, sqlite_file
 from tlbench.tracking.heartbeat import is_dead, owner_tags
 from tlbench.tracking.view import experiment_view_tags, short_run_name
 from tlbench.version import __version__
@@ -43,12 +44,15 @@ def resolve_tracking_uri(uri: str | None = None) -> str:
     return f"sqlite:///{store / 'mlflow.db'}"
 
 
+def local_artifact_dir(uri: str) -> Path | None:
+    """For an embedded SQLite store, its artifacts folder: beside the db (not in the cwd)."""
+    db = sqlite_file(uri)
+    return (db.parent / "artifacts").resolve() if db is not None else None
+
+
 def _local_artifact_root(uri: str) -> str | None:
-    """For an embedded SQLite store, keep artifacts beside the db (not in the cwd)."""
-    if uri.startswith("sqlite:///"):
-        db = Path(uri.removeprefix("sqlite:///"))
-        return (db.parent / "artifacts").resolve().as_uri()
-    return None
+    folder = local_artifact_dir(uri)
+    return folder.as_uri() if folder is not None else None
 
 
 @functools.lru_cache(maxsize=1)
@@ -78,22 +82,26 @@ class Tracker:
       then continues the cell's KILLED or SCHEDULED run from its checkpoint, or starts a new one.
     - **Writes survive Ctrl-C and races**: every call completes before an interrupt takes effect,
       and writes two processes make at once do not fail on the race (``client``).
+    - **A damaged store is one sentence**: an embedded store's file is checked when opened, and
+      SQLite's "malformed" / "disk is full" anywhere later name the file and the way out (``damage``).
     """
 
     def __init__(self, uri: str | None = None):
         from mlflow.tracking import MlflowClient
 
         self.uri = resolve_tracking_uri(uri)
-        if self.uri.startswith("sqlite:///"):
+        db = sqlite_file(self.uri)
+        if db is not None:
             from filelock import FileLock
 
-            db = Path(self.uri.removeprefix("sqlite:///"))
             db.parent.mkdir(parents=True, exist_ok=True)
+            check_on_open(db)  # a damaged file: one sentence now, not a traceback from MLflow later
             # MLflow creates and migrates the tables when the client opens the store; two processes
             # doing it at once on a new store collide ("duplicate column"), so that is serialized
-            with FileLock(str(db) + ".init.lock", timeout=300):
+            with FileLock(str(db) + ".init.lock", timeout=300), sqlite_faults(db):
                 client = MlflowClient(tracking_uri=self.uri)
                 client.search_experiments(max_results=1)
+            client = FaultSayingClient(client, db)
         else:
             if self.uri.startswith(("http://", "https://")):
                 from tlbench.tracking.retries import announce_retries
