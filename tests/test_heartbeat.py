@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -102,3 +103,43 @@ def test_a_cell_run_of_a_dead_process_is_reaped_at_once_a_remote_one_is_not(trac
     assert tracker.client.get_run(remote.info.run_id).info.status == "RUNNING"  # heartbeat rule
     live.end("FINISHED")
     tracker.client.set_terminated(remote.info.run_id, "KILLED")
+
+
+def test_after_an_outage_a_stale_heartbeat_is_trusted_only_once_its_process_could_beat(tracker, monkeypatch):
+    """A reaper that just lost the server (a retry failed) waits one beat's chance before it
+    takes a stale heartbeat for a dead process: the run that beats again is kept, the silent one
+    reaped. Before #29 both were reaped at once."""
+    from tlbench.tracking.heartbeat import contact_needed, is_dead
+    from tlbench.tracking.retries import CONTACT
+
+    monkeypatch.setenv("TLBENCH_HEARTBEAT_S", "0.2")  # stale after 1.6 s; trusted after 6.2 s
+    cell = make_cell(grid="hb-outage")
+    exp = tracker.experiment_id("hb-outage")
+    other = {tags.HOST_ID: "another-boot-id/1", tags.PID: "4242", tags.PID_START: "1"}
+    old = f"{time.time() - 60:.0f}"  # its beats did not land through the outage
+    alive, dead = (
+        tracker.client.create_run(exp, tags={tags.CELL_ID: cell.id, tags.HEARTBEAT: old, **other})
+        for _ in range(2)
+    )
+    monkeypatch.setattr(CONTACT, "since", time.time())  # this process's request just failed
+    assert not is_dead(other, float(old))  # not yet: this process could not have seen a beat
+    stop = threading.Event()
+
+    def beats_once_the_server_is_back() -> None:
+        stop.wait(2.0)
+        while not stop.wait(0.2):
+            tracker.client.set_tag(alive.info.run_id, tags.HEARTBEAT, f"{time.time():.3f}")
+
+    beating = threading.Thread(target=beats_once_the_server_is_back)
+    beating.start()
+    started = time.time()
+    try:
+        reaped = tracker.reap_stale(exp)
+    finally:
+        stop.set()
+        beating.join()
+    assert time.time() - started >= contact_needed() - 1  # it waited for the beat's chance
+    assert reaped == [dead.info.run_id]
+    assert tracker.client.get_run(alive.info.run_id).info.status == "RUNNING"
+    assert is_dead(other, float(old))  # contact long enough now: staleness is proof again
+    tracker.client.set_terminated(alive.info.run_id, "KILLED")

@@ -107,6 +107,7 @@ def test_a_granted_worker_runs_a_grid_and_another_user_cannot_read_it(server, tm
     )
     assert granted.returncode == 0, granted.stderr
     assert "EDIT on experiment 'authgrid'" in granted.stderr and WORKER_PASSWORD not in granted.stderr
+    assert "MANAGE on experiment 'zz-tlbench-internal-claims'" in granted.stderr
 
     worker = _as("worker", WORKER_PASSWORD, TLBENCH_CHECKPOINTS=str(tmp_path / "ckpt"))
     run = subprocess.run(
@@ -127,6 +128,10 @@ def test_a_granted_worker_runs_a_grid_and_another_user_cannot_read_it(server, tm
         exp = client.get_experiment_by_name("authgrid")
         runs = client.search_runs([exp.experiment_id], "attributes.status = 'FINISHED'")
         assert [r.data.tags["tlbench.cell_id"] for r in runs if "tlbench.cell_id" in r.data.tags]
+        # released claims do not pile up: the worker (MANAGE on the claims) deleted its own;
+        # before #29 it had EDIT there, MLflow refused the delete and one FINISHED claim per cell stayed
+        claims = client.get_experiment_by_name("zz-tlbench-internal-claims")
+        assert client.search_runs([claims.experiment_id]) == []
         get_app_client("basic-auth", tracking_uri=server.url).create_user("mallory", "mall0ry-Secret-42")
     finally:
         os.environ.pop("MLFLOW_TRACKING_USERNAME"), os.environ.pop("MLFLOW_TRACKING_PASSWORD")

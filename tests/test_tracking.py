@@ -131,3 +131,49 @@ def test_processes_setting_one_new_tag_at_once_all_succeed(store):
         errors += _at_once(4, lambda k, e=exp: clients[k].set_experiment_tag(e, "tlbench.writable", "1"))
         assert MlflowClient(store).get_experiment(exp).tags["tlbench.writable"] == "1"
     assert errors == []
+
+
+def test_a_pending_end_is_delivered_by_the_next_process_unless_the_run_was_taken_over(store, tmp_path):
+    """What a process whose retries ran out leaves behind (``reaping.owe_end``): the next one
+    ends the run KILLED with that reason; a run another process has taken since is left alone."""
+    from tlbench.tracking.heartbeat import owner_tags
+    from tlbench.tracking.reaping import owe_end, settle_pending
+
+    tracker = Tracker(store)
+    exp = tracker.experiment_id("trk")
+    folder = tmp_path / "ckpt" / ".pending-ends"
+    mine = owner_tags()
+    reason = "the tracking server was unreachable for 250 s: retries ran out at runs/log-batch"
+    left = tracker.client.create_run(exp, tags={tags.CELL_ID: "a", **mine})
+    taken = tracker.client.create_run(
+        exp, tags={tags.CELL_ID: "b", **mine, tags.PID: "1"}
+    )  # resumed by pid 1
+    claim = tracker.client.create_run(
+        tracker.client.get_experiment_by_name(tags.CLAIMS_EXPERIMENT).experiment_id
+    )
+    owe_end(folder, tracker.uri, left.info.run_id, "KILLED", reason, claim.info.run_id, mine)
+    owe_end(folder, tracker.uri, taken.info.run_id, "KILLED", reason, None, mine)
+    owe_end(folder, "http://another-store:5000", "0" * 32, "KILLED", reason, None, mine)
+    assert sorted(settle_pending(tracker, folder)) == sorted([left.info.run_id, taken.info.run_id])
+    ended = tracker.client.get_run(left.info.run_id)
+    assert ended.info.status == "KILLED" and ended.data.tags[tags.REASON] == reason
+    assert tracker.client.get_run(taken.info.run_id).info.status == "RUNNING"
+    assert tracker.client.get_run(claim.info.run_id).info.lifecycle_stage == "deleted"
+    assert [p.stem for p in folder.glob("*.json")] == ["0" * 32]  # another store's: kept for it
+
+
+def test_released_claims_their_owner_could_not_delete_are_swept(store):
+    """A worker with EDIT only on the claims (granted before #29) leaves its released claims
+    FINISHED; the next process that may delete runs deletes them, once per store."""
+    from tlbench.tracking import claims as claims_module
+
+    tracker = Tracker(store)
+    claims = claims_module.claims_experiment(tracker)
+    released = [tracker.client.create_run(claims) for _ in range(3)]
+    for run in released:
+        tracker.client.set_terminated(run.info.run_id, "FINISHED")
+    live = tracker.client.create_run(claims)  # a RUNNING claim: someone's, kept
+    claims_module._SWEPT.clear()
+    claims_module.claims_experiment(tracker)
+    left = tracker.client.search_runs([claims])
+    assert [r.info.run_id for r in left] == [live.info.run_id]

@@ -2,7 +2,10 @@
 
 Every executor (sequential, pool workers, Ray tasks) and every tuning trial runs cells through
 ``run_cell``, so a cell behaves the same wherever it runs. Whatever happens, the run ends
-FINISHED, FAILED or KILLED: never RUNNING. What to do *about* an outcome (retry after an
+FINISHED, FAILED or KILLED: never RUNNING. A tracking server that stayed away through all of
+MLflow's retries ends it KILLED with that reason as soon as it answers again, from this process
+if it lives, else from the next one (``CellRun.end_after_outage``); pending ends left by an
+earlier process are delivered before each cell. What to do *about* an outcome (retry after an
 out-of-memory error, wait for a cell held elsewhere) is the executors' shared policy
 (``tlbench.executor.policy``), not this module's.
 """
@@ -24,7 +27,10 @@ from tlbench.executor.oom import OOM_REASON as OOM_REASON  # re-exported: decide
 from tlbench.executor.oom import simulate as simulate_oom
 from tlbench.executor.options import RunOptions
 from tlbench.tracking import CellRun, Claim, Tracker, tags
+from tlbench.tracking.access import unreachable
+from tlbench.tracking.cellrun import RunTakenOver
 from tlbench.tracking.claims import holder_session
+from tlbench.tracking.reaping import pending_folder, settle_pending
 
 ELSEWHERE = "running elsewhere"  # another live process holds the cell's claim
 OWN_ATTEMPT = "held by an earlier attempt of this run"  # e.g. a Ray task whose node died
@@ -255,6 +261,9 @@ def _run_cell(
     from tlbench.train.checkpoint import Checkpointer, checkpoint_root
     from tlbench.train.timings import timed
 
+    pending = pending_folder(options.checkpoint_dir)
+    if trial is None and pending.is_dir():  # ends an earlier process owed the server
+        settle_pending(tracker, pending)
     with timed("claim"):
         held, skipped = claim_cell(tracker, options, cell) if trial is None else (None, None)
     if skipped is not None:
@@ -270,6 +279,7 @@ def _run_cell(
     except BaseException:
         release()
         raise
+    run.pending_dir = pending
     ckpt = None if trial else Checkpointer(checkpoint_root(options.checkpoint_dir) / run.run_id, cell.id)
     if on_run is not None:
         on_run(run.run_id, held.run_id if held is not None else None)
@@ -279,15 +289,21 @@ def _run_cell(
             ckpt.remove()
         release()
 
+    claim_id = held.run_id if held is not None else None
     try:
         result = _train(cell, tracker, options, run, reporter, ckpt, pause_at)
     except BaseException as err:
-        return _ended(cell, run, err, cleanup, release, times)
-    with timed("finish"):
-        pending = run.finish(
-            result, background=background_finish, light=trial is not None, then=cleanup, times=times
-        )
-    return CellOutcome(cell, "FINISHED", run.run_id, result.final_metrics(), pending=pending)
+        return _ended(cell, run, err, cleanup, release, times, claim_id)
+    try:
+        with timed("finish"):
+            writing = run.finish(
+                result, background=background_finish, light=trial is not None, then=cleanup, times=times
+            )
+    except Exception as err:
+        if unreachable(err) is None and not isinstance(err, RunTakenOver):
+            raise
+        return _ended(cell, run, err, cleanup, release, times, claim_id)  # its checkpoint stays
+    return CellOutcome(cell, "FINISHED", run.run_id, result.final_metrics(), pending=writing)
 
 
 def _ended(
@@ -297,11 +313,23 @@ def _ended(
     cleanup: Callable[[], None],
     release: Callable[[], None],
     times: Any = None,
+    claim_run_id: str | None = None,
 ) -> CellOutcome:
-    """The run of a cell that did not finish, ended with its reason; Ctrl-C passes on."""
+    """The run of a cell that did not finish, ended with its reason; Ctrl-C passes on. After an
+    outage: KILLED (resumed from its checkpoint next time), never FAILED, and a run another
+    process took over meanwhile is left to it."""
     import torch
 
     from tlbench.train import NonFiniteLossError, RungReached, StopTraining
+
+    if isinstance(err, RunTakenOver):
+        run.fail("KILLED", str(err))  # writes nothing: stops this process's watchers only
+        release()
+        return CellOutcome(cell, "KILLED", run.run_id, reason=str(err))
+    if isinstance(err, Exception) and unreachable(err) is not None:
+        reason = run.end_after_outage(err, claim_run_id) or ""  # raises err if the server stays away
+        release()
+        return CellOutcome(cell, "KILLED", run.run_id, reason=reason)
 
     if isinstance(err, RungReached):  # a racing rung: the checkpoint stays for the next one
         with contextlib.suppress(Exception):  # where the rung's time went; the pause must happen

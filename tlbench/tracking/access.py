@@ -2,13 +2,16 @@
 
 Clients authenticate with MLflow's own settings: ``MLFLOW_TRACKING_USERNAME`` /
 ``MLFLOW_TRACKING_PASSWORD`` (or ``~/.mlflow/credentials``, or ``MLFLOW_TRACKING_TOKEN``). A
-worker needs EDIT on its grid's experiment and on the claims experiment; a missing or wrong
+worker needs EDIT on its grid's experiment and on the claims experiment, where ``tlbench grant``
+gives it MANAGE (MLflow's EDIT may not delete runs: a released claim is deleted by its owner, so
+claims do not pile up; that experiment holds no results); a missing or wrong
 credential, or a missing permission, is one message naming the variable, never a traceback in
 every cell (MLflow does not retry 401 / 403, so it is never a retry loop either).
 """
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 
 from tlbench.errors import TlbenchError
@@ -72,9 +75,19 @@ def unreachable(err: BaseException) -> str | None:
     if "Max retries exceeded" not in str(err):
         return None
     return (
-        "the runs it left RUNNING keep their checkpoints and are continued by the same command once the "
-        "server is back (more patience: MLFLOW_HTTP_REQUEST_MAX_RETRIES, MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR)"
+        "the runs it could not end keep their checkpoints; the same command marks them KILLED with the "
+        "reason once the server is back, and continues them (more patience: "
+        "MLFLOW_HTTP_REQUEST_MAX_RETRIES, MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR)"
     )
+
+
+def outage_reason(err: BaseException, seconds: float) -> str | None:
+    """A run's end reason when its process's retries ran out (``unreachable``); None otherwise."""
+    if unreachable(err) is None:
+        return None
+    url = re.search(r"with url: (/\S*)", str(err)) or re.search(r"/api/2\.0/mlflow/(\S+?)[\s?]", str(err))
+    call = url.group(1).split("?")[0].removeprefix("/api/2.0/mlflow/").rstrip(" (") if url else "a request"
+    return f"the tracking server was unreachable for {seconds:.0f} s: retries ran out at {call}"
 
 
 def _checked(tracker: Tracker, what: str, fn: Any, *args: Any) -> Any:
@@ -105,8 +118,9 @@ def check_access(tracker: Tracker, grid: str) -> str:
 
 def grant(tracker: Tracker, user: str, grid: str, permission: str, password: str | None = None) -> list[str]:
     """As an admin: ``user`` gets ``permission`` on the grid's experiment (created if missing) and,
-    for EDIT or MANAGE, on the claims experiment too (a worker claims cells there); the user is
-    created first when ``password`` is given and it does not exist. Returns what was done."""
+    for EDIT or MANAGE, MANAGE on the claims experiment (a worker claims cells there, and deletes
+    its claims when done: EDIT may not); the user is created first when ``password`` is given and
+    it does not exist. Returns what was done."""
     from mlflow.server import get_app_client
 
     auth = get_app_client("basic-auth", tracking_uri=tracker.uri)
@@ -119,12 +133,18 @@ def grant(tracker: Tracker, user: str, grid: str, permission: str, password: str
                 raise
             _checked(tracker, "create users (an admin's right)", auth.create_user, user, password)
             done.append(f"created user {user!r}")
-    targets = [(grid, tracker.experiment_id)]
+    targets = [(grid, tracker.experiment_id, permission)]
     if permission in ("EDIT", "MANAGE"):
-        targets.append((tags.CLAIMS_EXPERIMENT, lambda _: claims_experiment(tracker)))
-    for name, get_id in targets:
+        targets.append((tags.CLAIMS_EXPERIMENT, lambda _: claims_experiment(tracker), "MANAGE"))
+    for name, get_id, level in targets:
         eid = _checked(tracker, f"read or create experiment {name!r}", get_id, name)
         what = "grant permissions (an admin's right, or MANAGE on the experiment)"
-        _checked(tracker, what, auth.grant_user_permission, user, "experiment", eid, permission)
-        done.append(f"{permission} on experiment {name!r} ({eid})")
+        try:
+            _checked(tracker, what, auth.grant_user_permission, user, "experiment", eid, level)
+        except Exception as err:  # granted before (EDIT on the claims, before #29): raised to MANAGE
+            if getattr(err, "error_code", None) != "RESOURCE_ALREADY_EXISTS":
+                raise
+            _checked(tracker, what, auth.revoke_user_permission, user, "experiment", eid)
+            _checked(tracker, what, auth.grant_user_permission, user, "experiment", eid, level)
+        done.append(f"{level} on experiment {name!r} ({eid})")
     return done

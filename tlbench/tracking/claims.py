@@ -16,8 +16,15 @@ Contract (every executor and every store relies on it):
   namespace (``heartbeat.owner_gone``: a SIGKILLed run restarted at once), belongs to a dead
   process: any claimant deletes it, and the cell's run is resumed by the winner
   (``Tracker.resumable_run``).
-- ``Claim.release()`` deletes the claim run; it is called once the cell's run is FINISHED,
-  FAILED or KILLED, so a released cell is never also RUNNING without a live claim.
+- ``Claim.release()`` ends the claim run FINISHED and deletes it; it is called once the cell's
+  run is FINISHED, FAILED or KILLED, so a released cell is never also RUNNING without a live
+  claim. Deleting needs MANAGE on the claims experiment (MLflow's EDIT may not delete runs):
+  ``tlbench grant`` gives workers MANAGE there (only there: it holds no results). A claim its
+  owner could not delete (a worker granted EDIT before) stays FINISHED, never live, and is
+  deleted by the next process that may (``sweep_released``).
+- A heartbeat that went stale during an outage of the tracking server proves nothing: a claimant
+  that has not reached the server long enough waits (``heartbeat.wait_for_contact``) before it
+  takes a stale claim for dead.
 
 Chosen over file locks because it needs no shared filesystem: it works the same wherever the
 MLflow store is.
@@ -31,7 +38,17 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from tlbench.tracking import tags
-from tlbench.tracking.heartbeat import Heartbeat, is_dead, owner_tags
+from tlbench.tracking.heartbeat import (
+    Heartbeat,
+    beat_timeout,
+    is_dead,
+    is_stale,
+    owner_gone,
+    owner_tags,
+    staleness_trusted,
+    wait_for_contact,
+)
+from tlbench.tracking.retries import write_tags_once
 
 if TYPE_CHECKING:
     from tlbench.cells import Cell
@@ -63,7 +80,8 @@ class Claim:
         self.client = client
         self.run_id = run_id
         self._heartbeat = Heartbeat(
-            lambda: client.set_tag(run_id, tags.HEARTBEAT, f"{time.time():.3f}"), name="tlbench-claim"
+            lambda: write_tags_once(client, run_id, {tags.HEARTBEAT: f"{time.time():.3f}"}, beat_timeout()),
+            name="tlbench-claim",
         )
 
     def release(self) -> None:
@@ -72,17 +90,25 @@ class Claim:
         self._heartbeat.stop()
         with contextlib.suppress(Exception):
             self.client.set_terminated(self.run_id, "FINISHED")
-            self.client.delete_run(self.run_id)
+            self.client.delete_run(self.run_id)  # refused without MANAGE: swept later
 
 
 def _alive(run: Any, now: float | None = None) -> bool:
     return not is_dead(run.data.tags, last_beat(run), now)
 
 
+def _unproven(run: Any, now: float | None = None) -> bool:
+    """Alive only because this process has not reached the server long enough to tell."""
+    return not owner_gone(run.data.tags) and is_stale(last_beat(run), now) and not staleness_trusted(now)
+
+
 CLAIMS_NOTE = (
     "tlbench's internal bookkeeping, not results: one short-lived run per cell being trained "
     "anywhere (exactly once). Safe to ignore; its runs delete themselves."
 )
+
+
+_SWEPT: set[tuple[str, str]] = set()
 
 
 def claims_experiment(tracker: Tracker) -> str:
@@ -92,6 +118,9 @@ def claims_experiment(tracker: Tracker) -> str:
 
     exp = tracker.client.get_experiment_by_name(tags.CLAIMS_EXPERIMENT)
     if exp is not None and exp.lifecycle_stage == "active":
+        if (tracker.uri, exp.experiment_id) not in _SWEPT:  # once per process and store
+            _SWEPT.add((tracker.uri, exp.experiment_id))
+            sweep_released(tracker, exp.experiment_id)
         return exp.experiment_id
     exp_id = tracker.experiment(tags.CLAIMS_EXPERIMENT, {tags.EXPERIMENT_NOTE: CLAIMS_NOTE})
     legacy = tracker.client.get_experiment_by_name(tags.LEGACY_CLAIMS_EXPERIMENT)
@@ -103,13 +132,30 @@ def claims_experiment(tracker: Tracker) -> str:
     return exp_id
 
 
+def sweep_released(tracker: Tracker, claims_exp: str) -> int:
+    """Delete released claims (FINISHED) their owners were not allowed to delete; stops at the
+    first refusal (this user may not either). How many were deleted."""
+    from mlflow.exceptions import MlflowException
+
+    deleted = 0
+    with contextlib.suppress(MlflowException):
+        for run in tracker.client.search_runs(
+            [claims_exp], "attributes.status = 'FINISHED'", max_results=1000
+        ):
+            tracker.client.delete_run(run.info.run_id)
+            deleted += 1
+    return deleted
+
+
 def _live_claims(tracker: Tracker, claims_exp: str, key: str, own: str | None = None) -> list[Any]:
     """The key's claims whose process is alive; stale ones (not ``own``) are deleted on the way."""
     from mlflow.exceptions import MlflowException
 
-    rivals = tracker.client.search_runs(
-        [claims_exp], filter_string=f"tags.`{tags.CLAIM}` = '{key}' and attributes.status = 'RUNNING'"
-    )
+    query = f"tags.`{tags.CLAIM}` = '{key}' and attributes.status = 'RUNNING'"
+    rivals = tracker.client.search_runs([claims_exp], filter_string=query)
+    if any(_unproven(r) for r in rivals if r.info.run_id != own):
+        wait_for_contact("a claim on this cell has no recent heartbeat")
+        rivals = tracker.client.search_runs([claims_exp], filter_string=query)
     now, live = time.time(), []
     for r in rivals:
         if _alive(r, now):

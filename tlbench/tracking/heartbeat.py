@@ -11,6 +11,13 @@ PID, the process's start time). A process that provably shares the owner's host 
 namespace (same boot id and PID-namespace inode: containers sharing a hostname differ) and
 finds that PID gone, a zombie, or reused by a later process (another start time) knows the owner
 is dead at once (``owner_gone``); anything it cannot prove keeps the heartbeat rule.
+
+Outages: while the tracking server (or its database) is away no beat lands, so every heartbeat
+ages. A stale heartbeat proves its process dead only to a process that has itself reached the
+server, unbroken, for ``contact_needed()`` seconds: one beat interval plus a beat's timeout, the
+longest a live process needs to land a beat once the server is back (beats are single tries,
+never held in MLflow's backoff: ``retries.write_tags_once``). Until then the heartbeat counts as
+alive (``is_dead``) and a reaper waits (``wait_for_contact``) instead of taking a live cell.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import contextlib
 import functools
 import os
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -26,6 +34,7 @@ from pathlib import Path
 from types import TracebackType
 
 from tlbench.tracking import tags
+from tlbench.tracking.retries import CONTACT
 
 
 def heartbeat_interval() -> float:
@@ -38,6 +47,41 @@ def stale_after() -> float:
     plus a margin for a slow store (10 s, less for the sub-second beats of tests)."""
     beat = heartbeat_interval()
     return 3 * beat + min(10.0, 5 * beat)
+
+
+def beat_timeout() -> float:
+    """Seconds one heartbeat may take before it counts as failed (the next beat tries again)."""
+    limit = float(os.environ.get("MLFLOW_HTTP_REQUEST_TIMEOUT", "120"))
+    return min(limit, max(5.0, heartbeat_interval()))
+
+
+def contact_needed() -> float:
+    """Seconds of unbroken contact with the server after which every live process has landed a
+    beat: an interval, a beat's timeout and the staleness margin."""
+    beat = heartbeat_interval()
+    return beat + beat_timeout() + min(10.0, 5 * beat)
+
+
+def staleness_trusted(now: float | None = None) -> bool:
+    """Has this process reached the server long enough for a stale heartbeat to mean a dead one?"""
+    return CONTACT.unbroken_for(now) >= contact_needed()
+
+
+def wait_for_contact(what: str = "a heartbeat looks stale") -> float:
+    """Sleep until stale heartbeats can be trusted (``staleness_trusted``); the seconds waited.
+    Said on stderr: a reaper that pauses must say why."""
+    left = contact_needed() - CONTACT.unbroken_for()
+    if left <= 0:
+        return 0.0
+    sys.stderr.write(
+        f"{what}: waiting {left:.0f} s so that its process, if alive, can beat again "
+        "(the tracking server may just have come back)\n"
+    )
+    sys.stderr.flush()
+    start = time.time()
+    while (left := contact_needed() - CONTACT.unbroken_for()) > 0:
+        time.sleep(left)
+    return time.time() - start
 
 
 def is_stale(last_beat: float, now: float | None = None, limit: float | None = None) -> bool:
@@ -92,26 +136,47 @@ def owner_gone(recorded: Mapping[str, str]) -> bool:
 
 
 def is_dead(recorded: Mapping[str, str], last_beat: float, now: float | None = None) -> bool:
-    """The one rule: the owner is provably gone on this host, or its heartbeat stopped."""
-    return owner_gone(recorded) or is_stale(last_beat, now)
+    """The one rule: the owner is provably gone on this host, or its heartbeat stopped while this
+    process could have received it (``staleness_trusted``)."""
+    return owner_gone(recorded) or (is_stale(last_beat, now) and staleness_trusted(now))
 
 
 class Heartbeat:
     """Calls ``beat()`` now and then every ``heartbeat_interval()`` seconds on a daemon thread,
-    until stopped (``stop()`` or leaving the ``with`` block). A failing beat (a store hiccup) is
-    ignored: the next one retries, and training is never killed by its bookkeeping."""
+    until stopped (``stop()`` or leaving the ``with`` block). A failing beat (a store hiccup, an
+    outage) is ignored: the next one retries, and training is never killed by its bookkeeping.
+    ``last_ack``: when a beat last landed; ``on_recover()`` runs after the first beat that
+    lands following failed ones (a reaper may have acted meanwhile: the owner checks)."""
 
-    def __init__(self, beat: Callable[[], None], name: str = "tlbench-heartbeat"):
+    def __init__(
+        self,
+        beat: Callable[[], None],
+        name: str = "tlbench-heartbeat",
+        on_recover: Callable[[], None] | None = None,
+    ):
         self._beat = beat
+        self._on_recover = on_recover
         self._stop = threading.Event()
         beat()  # the first one synchronously: a new run or claim is live before anyone looks
+        self.last_ack = time.time()
+        CONTACT.acked(self.last_ack)
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
+        failing = False
         while not self._stop.wait(heartbeat_interval()):
-            with contextlib.suppress(Exception):
+            try:
                 self._beat()
+            except Exception:
+                failing = True
+                continue
+            self.last_ack = time.time()
+            CONTACT.acked(self.last_ack)
+            if failing and self._on_recover is not None:
+                with contextlib.suppress(Exception):
+                    self._on_recover()
+            failing = False
 
     @property
     def stopped(self) -> bool:
