@@ -262,11 +262,6 @@ def test_a_full_checkpoint_disk_fails_the_cell_in_one_sentence_and_a_rerun_finis
     assert runs[0].info.status == "FINISHED" and "RUNNING" not in {r.info.status for r in runs}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue #29: executor/runner.py still drops a disk-full cell's checkpoint and "
-    "tracking/store.py resumes only KILLED / SCHEDULED runs",
-)
 def test_once_space_is_freed_the_rerun_resumes_the_cell_from_its_last_good_checkpoint(full_then_freed):
     failed, client = full_then_freed["failed"], full_then_freed["client"]
     resumed = client.get_run(failed.info.run_id)
@@ -278,7 +273,7 @@ def test_once_space_is_freed_the_rerun_resumes_the_cell_from_its_last_good_check
 def test_a_full_artifact_store_fails_the_cell_in_one_sentence_and_leaves_no_half_copy(
     small_disk, write_grid, store, monkeypatch, tmp_path
 ):
-    disk = small_disk("1m", "mlruns/artifacts")  # where the store fixture's runs keep their artifacts
+    disk = small_disk("4m", "mlruns/artifacts")  # where the store fixture's runs keep their artifacts
     _fill(disk, leave=0)
     monkeypatch.setenv("TLBENCH_CHECKPOINTS", str(tmp_path / "checkpoints"))
     code, output = _run(write_grid(TINY_GRID), store)
@@ -289,3 +284,7 @@ def test_a_full_artifact_store_fails_the_cell_in_one_sentence_and_leaves_no_half
     assert f"No space left in {disk}/" in reason and "copying the run's artifacts into the store" in reason
     assert "MLFLOW_TRACKING_URI" in reason and "No space left in" in output
     assert sorted(p.name for p in disk.rglob("*") if p.is_file()) == ["ballast"]
+    (disk / "ballast").unlink()  # space freed: the trained cell's kept checkpoint finishes the same run
+    code, output = _run(write_grid(TINY_GRID), store)
+    assert code == 0, output
+    assert client.get_run(failed.info.run_id).info.status == "FINISHED"

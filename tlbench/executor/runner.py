@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from tlbench.cells import Cell
+from tlbench.diskspace import DiskFullError
 from tlbench.executor.oom import OOM_REASON as OOM_REASON  # re-exported: decided in executor/oom.py
 from tlbench.executor.oom import simulate as simulate_oom
 from tlbench.executor.options import RunOptions
@@ -32,6 +33,7 @@ from tlbench.tracking.cellrun import RunTakenOver
 from tlbench.tracking.claims import holder_session
 from tlbench.tracking.reaping import pending_folder, settle_pending
 
+DISK_FULL_REASON = tags.DISK_FULL_REASON  # a FAILED run that resumes once space is freed
 ELSEWHERE = "running elsewhere"  # another live process holds the cell's claim
 OWN_ATTEMPT = "held by an earlier attempt of this run"  # e.g. a Ray task whose node died
 
@@ -285,7 +287,7 @@ def _run_cell(
         on_run(run.run_id, held.run_id if held is not None else None)
 
     def cleanup() -> None:
-        if ckpt is not None:
+        if ckpt is not None and not run.keeps_checkpoint:  # a full disk: resumed once space is freed
             ckpt.remove()
         release()
 
@@ -342,6 +344,13 @@ def _ended(
         run.fail("KILLED", "interrupted")  # its checkpoint stays: the next run continues it
         release()
         raise err
+    if isinstance(err, DiskFullError):  # FAILED with the sentence; the checkpoint stays for a rerun
+        reason = f"{DISK_FULL_REASON}: {err}"
+        with contextlib.suppress(Exception):
+            run.log_times(times)
+        run.fail("FAILED", reason)
+        release()
+        return CellOutcome(cell, "FAILED", run.run_id, reason=reason)
     if isinstance(err, StopTraining):  # ended early on purpose (a pruned trial): not a failure
         run.end("FINISHED", str(err))
         cleanup()

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
+from tlbench.diskspace import DiskFullError
 from tlbench.tracking import tags
 from tlbench.tracking.artifacts import write_artifacts
 from tlbench.tracking.heartbeat import Heartbeat, beat_timeout, owner_tags
@@ -42,6 +43,7 @@ class CellRun:
         self.owner = owner_tags()
         self.pending_dir: Any = None  # where an end the server could not take is written (runner)
         self.lost: str | None = None  # why the run is no longer this process's (RunTakenOver)
+        self.keeps_checkpoint = False  # its artifacts did not fit: the trained cell resumes from it
         self._heartbeat = Heartbeat(self._beat_as_owner(), on_recover=self._check_still_ours)
         self._system = SystemMetrics.start(tracker.uri, run_id, resumed=resumed)
 
@@ -199,7 +201,13 @@ class CellRun:
                 write_artifacts(self.client, self.run_id, self.cell, result, light)
             except BaseException as err:
                 if not self.end_after_outage(err):
-                    self.fail("FAILED", f"writing artifacts failed: {type(err).__name__}: {err}")
+                    full = isinstance(err, DiskFullError)  # the trained cell's checkpoint kept to resume
+                    self.keeps_checkpoint = full
+                    self.fail(
+                        "FAILED",
+                        f"{tags.DISK_FULL_REASON + ': ' if full else ''}writing artifacts failed: "
+                        f"{type(err).__name__}: {err}",
+                    )
                 raise
             self._stop_watching()
             self.log_times(times)

@@ -195,8 +195,9 @@ class Tracker:
 
     def resumable_run(self, experiment_id: str, cell: Cell, variant: str | None = None) -> Any | None:
         """The cell's newest run if it was KILLED (interrupted, reaped, its worker died), is
-        RUNNING without a heartbeat, or is SCHEDULED (paused or dropped by a race: the executor
-        decides whether to continue it): the next attempt continues it from its checkpoint."""
+        RUNNING without a heartbeat, is SCHEDULED (paused or dropped by a race: the executor
+        decides whether to continue it), or FAILED on a full disk: the next attempt continues it
+        from its checkpoint."""
         run = self.newest_run(experiment_id, cell.id, variant)
         if run is None:
             return None
@@ -205,6 +206,8 @@ class Tracker:
         ):  # the caller holds the claim
             self.end_run(run.info.run_id, "KILLED", "stale: its process is gone")
             return self.client.get_run(run.info.run_id)
+        if run.info.status == "FAILED" and run.data.tags.get(tags.REASON, "").startswith(tags.DISK_FULL_REASON):
+            return run  # failed for want of space, its checkpoint kept: continued once space is freed
         return run if run.info.status in ("KILLED", "SCHEDULED") else None
 
     def reap_stale(self, experiment_id: str, stale_after_s: float | None = None) -> list[str]:

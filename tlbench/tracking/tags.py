@@ -16,6 +16,7 @@ GRID_FILE = "tlbench.grid_file"
 VERSION = "tlbench.version"
 VARIANT = "tlbench.variant"  # tuned | study | trial; absent for a plain cell run
 REASON = "tlbench.failure_reason"  # why a run ended FAILED / KILLED
+DISK_FULL_REASON = "disk_full"  # a REASON's prefix: FAILED on a full disk, its checkpoint kept to resume
 HEARTBEAT = "tlbench.heartbeat"  # unix time, refreshed while the run's process is alive
 RESUMES = "tlbench.resumes"  # how many times a KILLED run was continued
 RESUMED_FROM_EPOCH = "tlbench.resumed_from_epoch"
