@@ -19,7 +19,15 @@ MAX_FUNCTION_LINES = 80
 # below. Data flows spec -> cells -> data / models -> features -> train -> tracking (what a run
 # records) -> executor (which trains and records cells) -> tune / report / preflight / rank -> api -> cli.
 LAYERS = (
-    ("errors", "registry", "security", "interrupts", "dburl", "version", "diskspace"),  # ground-floor utilities
+    (
+        "errors",
+        "registry",
+        "security",
+        "interrupts",
+        "dburl",
+        "version",
+        "diskspace",
+    ),  # ground-floor utilities
     ("catalog", "stats", "transferability"),  # torch-free registries of names; pure statistics and scores
     ("spec",),
     ("cells", "figures"),

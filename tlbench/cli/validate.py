@@ -31,7 +31,11 @@ def validate(grid: str, select: tuple[str, ...], data_dir: str | None, build: bo
         common.fail(f"grid {g.name!r}: {len(problems)} problem(s)")
     chosen = g.select(select)
     groups = same_settings(chosen)
-    runs = f" making {runs_text(runs_needed(chosen))} (cells whose settings coincide share one)" if groups else ""
+    runs = (
+        f" making {runs_text(runs_needed(chosen))} (cells whose settings coincide share one)"
+        if groups
+        else ""
+    )
     common.console.print(f"[green]grid {g.name!r} is valid:[/] {len(chosen)} cells{runs}", highlight=False)
     for line in said(groups):
         common.console.print(f"  {line}", highlight=False, soft_wrap=True)

@@ -206,7 +206,9 @@ class Tracker:
         ):  # the caller holds the claim
             self.end_run(run.info.run_id, "KILLED", "stale: its process is gone")
             return self.client.get_run(run.info.run_id)
-        if run.info.status == "FAILED" and run.data.tags.get(tags.REASON, "").startswith(tags.DISK_FULL_REASON):
+        if run.info.status == "FAILED" and run.data.tags.get(tags.REASON, "").startswith(
+            tags.DISK_FULL_REASON
+        ):
             return run  # failed for want of space, its checkpoint kept: continued once space is freed
         return run if run.info.status in ("KILLED", "SCHEDULED") else None
 
