@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import TINY_GRID
 from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 
@@ -29,6 +28,18 @@ from tlbench.tracking.damage import StoreDamagedError, sqlite_faults
 from tlbench.tracking.heartbeat import host_identity, owner_tags, process_start
 
 MALFORMED = "database disk image is malformed"
+
+TINY_GRID = """
+name: tiny
+train: {epochs: 2, batch_size: 32, image_size: 16, lr: 0.05, seed: 0}
+datasets:
+  - {name: synthetic, params: {classes: 4, train_per_class: 30, val_per_class: 8, test_per_class: 8, image_size: 16}}
+backbones:
+  - {name: test_resnet, weights: none}
+strategies: [scratch]
+optimizers: [sgd]
+augmentations: [none]
+"""  # tests/conftest.py's (a conftest module cannot be imported: tests/report has one too)
 
 
 def _invoke(*args: str):
