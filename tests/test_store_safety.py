@@ -313,14 +313,17 @@ def test_check_finds_a_dead_owners_run_and_an_orphaned_checkpoint(filled, tmp_pa
     alive = client.create_run(exp, run_name="alive", tags={tags.CELL_ID: "c-alive", **owner_tags(), **beat})
     killed = client.create_run(exp, run_name="killed", tags={tags.CELL_ID: "c-killed"})
     client.set_terminated(killed.info.run_id, "KILLED")
+    full = client.create_run(exp, run_name="full", tags={tags.CELL_ID: "c-full"})
+    client.set_tag(full.info.run_id, tags.REASON, f"{tags.DISK_FULL_REASON}: No space left in ...")
+    client.set_terminated(full.info.run_id, "FAILED")  # resumed once space is freed: its checkpoint is kept
     finished = next(iter(_finished(client)))
     gone = uuid.uuid4().hex
-    for run_id in (finished, gone, alive.info.run_id, killed.info.run_id):
+    for run_id in (finished, gone, alive.info.run_id, killed.info.run_id, full.info.run_id):
         (tmp_path / "ckpt" / run_id).mkdir(parents=True)
         (tmp_path / "ckpt" / run_id / "last.pt").write_bytes(b"state")
 
     health = api.check_store(tracking_uri=store)
-    assert (health.healthy, health.runs_running, health.checkpoints) == (False, 2, 4)
+    assert (health.healthy, health.runs_running, health.checkpoints) == (False, 2, 5)
     found = {
         (p.kind, p.subject.rsplit("(", 1)[-1].rstrip(")").rsplit("/", 1)[-1]): p for p in health.problems
     }
@@ -343,7 +346,7 @@ def test_check_finds_a_dead_owners_run_and_an_orphaned_checkpoint(filled, tmp_pa
         (tmp_path / "ckpt" / run_id).rmdir()
     healthy = _invoke("store", "check", "--tracking-uri", store)
     assert healthy.exit_code == 0 and "healthy" in healthy.output, healthy.output
-    assert "1 RUNNING run and 2 checkpoint folders looked at" in healthy.output  # the live one
+    assert "1 RUNNING run and 3 checkpoint folders looked at" in healthy.output  # the live one
 
 
 def test_check_names_a_damaged_file(filled):

@@ -4,7 +4,8 @@ live owner, do checkpoints linger that nothing will resume.
 Nothing is changed: stale runs are told by the same rule that ``reaping`` acts on
 (``heartbeat.owner_gone``, else a heartbeat older than ``stale_after()``), and the next ``tlbench
 run`` reaps them; a checkpoint folder is an orphan when its run is gone from the store, deleted,
-or ended FINISHED / FAILED (a FINISHED run drops its checkpoint, a FAILED one is never continued).
+or ended FINISHED / FAILED (a FINISHED run drops its checkpoint, a FAILED one is never continued,
+except one that failed on a full disk: the next ``tlbench run`` resumes it once space is freed).
 """
 
 from __future__ import annotations
@@ -106,13 +107,19 @@ def orphaned_checkpoints(tracker: Tracker, root: Path) -> tuple[int, list[Proble
         else:
             if run.info.lifecycle_stage != "active":
                 why = f"its run {run.info.run_name} is deleted"
-            elif run.info.status in ENDED:
+            elif run.info.status in ENDED and not _resumes(run):
                 why = f"its run {run.info.run_name} is {run.info.status}"
             else:
                 continue
         fix = "delete the folder (unless a run of another store owns it)"
         found.append(Problem("orphaned checkpoint", str(folder), why, fix))
     return len(folders), found
+
+
+def _resumes(run: object) -> bool:
+    """A FAILED run that the next ``tlbench run`` continues (it failed for want of disk space)."""
+    reason = run.data.tags.get(tags.REASON, "")  # type: ignore[attr-defined]
+    return run.info.status == "FAILED" and reason.startswith(tags.DISK_FULL_REASON)  # type: ignore[attr-defined]
 
 
 def _has_runs_table(db: Path) -> bool:
