@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import random
 import time
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -61,12 +62,15 @@ class RaceSafeClient:
                 time.sleep(random.uniform(0.01, 0.1) * (attempt + 1))
 
 
-class UninterruptedClient:
-    """An ``MlflowClient`` whose every call completes before a Ctrl-C / SIGTERM takes effect."""
+class _EveryCallWithin:
+    """An ``MlflowClient`` whose every method call runs inside ``self._within()``."""
 
     def __init__(self, client: Any):
         self._client = client
 
+    def _within(self) -> AbstractContextManager[Any]:
+        raise NotImplementedError
+
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self._client, name)
         if not callable(attr):
@@ -74,28 +78,26 @@ class UninterruptedClient:
 
         @functools.wraps(attr)
         def call(*args: Any, **kwargs: Any) -> Any:
-            with uninterrupted():
+            with self._within():
                 return attr(*args, **kwargs)
 
         return call
 
 
-class FaultSayingClient:
+class UninterruptedClient(_EveryCallWithin):
+    """An ``MlflowClient`` whose every call completes before a Ctrl-C / SIGTERM takes effect."""
+
+    def _within(self) -> AbstractContextManager[Any]:
+        return uninterrupted()
+
+
+class FaultSayingClient(_EveryCallWithin):
     """An ``MlflowClient`` over a SQLite file whose "malformed" / "disk is full" errors name the
     file and the way out (``damage.sqlite_faults``), whichever call meets them."""
 
     def __init__(self, client: Any, db: Path):
-        self._client = client
+        super().__init__(client)
         self._db = db
 
-    def __getattr__(self, name: str) -> Any:
-        attr = getattr(self._client, name)
-        if not callable(attr):
-            return attr
-
-        @functools.wraps(attr)
-        def call(*args: Any, **kwargs: Any) -> Any:
-            with sqlite_faults(self._db):
-                return attr(*args, **kwargs)
-
-        return call
+    def _within(self) -> AbstractContextManager[Any]:
+        return sqlite_faults(self._db)
