@@ -113,12 +113,13 @@ def run_grid(
     """Train every (selected) cell of a grid, with the ``cell:`` sources they need, into MLflow;
     finished cells are skipped (``force`` reruns them). ``order_by`` a transferability score:
     the cells run best-predicted backbone first (``api.rank.order_cells``); the rest: ``tlbench run``'s."""
-    from tlbench.executor import RunOptions, execute
+    from tlbench.executor import RunOptions, execute, start_early
     from tlbench.tracking import Tracker
     from tlbench.tracking.access import check_access
     from tlbench.tracking.inputs import SYSTEM_METRICS_ENV
     from tlbench.tracking.summaries import update_summaries
 
+    start_early(workers, backend)  # a pool's workers: their imports run while the grid is read
     g = load_grid(grid, check_backbones=True)
     chosen = g.select(select)
     say = _console(console)
@@ -129,10 +130,7 @@ def run_grid(
     tracker = Tracker(tracking_uri)
     experiment_id = check_access(tracker, g.name)  # a shared server: credentials and EDIT, before any cell
     tracker.ensure_view(experiment_id, g.cells)
-    if order_by:
-        from tlbench.rank.scores import parse_scores
-
-        parse_scores([order_by])  # an unknown score: exit 2 before any cell
+    _check_score(order_by)
     options = RunOptions(
         tracker.uri,
         experiment_id,
@@ -165,6 +163,14 @@ def run_grid(
     touched = {o.cell.config_id for o in outcomes}
     update_summaries(tracker, experiment_id, [c for c in g.cells if c.config_id in touched])
     return RunResult(g.name, tracker.uri, experiment_id, outcomes)
+
+
+def _check_score(order_by: str | None) -> None:
+    """An unknown ``--order-by`` score: exit 2 before any cell."""
+    if order_by:
+        from tlbench.rank.scores import parse_scores
+
+        parse_scores([order_by])
 
 
 def _announce(

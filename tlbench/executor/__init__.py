@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from tlbench.executor.forkserver import start_early
 from tlbench.executor.options import RunOptions
 from tlbench.executor.runner import CellOutcome, TrialRun, run_cell
 
-__all__ = ["CellOutcome", "RunOptions", "TrialRun", "execute", "run_cell"]
+__all__ = ["CellOutcome", "RunOptions", "TrialRun", "execute", "run_cell", "start_early"]
 
 
 def execute(

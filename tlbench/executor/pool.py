@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import multiprocessing as mp
 import os
 import queue
 import signal
@@ -24,6 +23,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from tlbench.cells import Cell
+from tlbench.executor import forkserver
 from tlbench.executor.options import RunOptions
 from tlbench.executor.policy import Schedule, Task
 from tlbench.executor.runner import CellOutcome
@@ -84,8 +84,9 @@ class _EventReporter:
         self.events.put(("epoch", self.slot, epoch + 1, float(metrics.get("val_acc", float("nan")))))
 
 
-def _worker_main(slot: Slot, tasks: Any, events: Any, options: RunOptions) -> None:
+def _worker_main(slot: Slot, tasks: Any, events: Any, options: RunOptions, env: dict[str, str]) -> None:
     """A worker process: pinned to its GPU (or thread share), runs cells until told to stop."""
+    forkserver.adopt(env)
     if slot.gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = slot.gpu
     # a streamed dataset's decode processes share the cores with the other workers' (stream.py)
@@ -154,7 +155,9 @@ class _Worker:
 def _start_worker(ctx: Any, slot: Slot, events: Any, options: RunOptions) -> _Worker:
     tasks = ctx.Queue()
     proc = ctx.Process(
-        target=_worker_main, args=(slot, tasks, events, options), name=f"tlbench-w{slot.index}"
+        target=_worker_main,
+        args=(slot, tasks, events, options, dict(os.environ)),
+        name=f"tlbench-w{slot.index}",
     )
     proc.start()
     return _Worker(slot, proc, tasks)
@@ -184,7 +187,7 @@ class Pool:
     """Worker processes fed from a ``Schedule``, with one progress row per worker."""
 
     def __init__(self, slots: list[Slot], options: RunOptions, schedule: Schedule, progress: Progress):
-        self.ctx = mp.get_context("spawn")
+        self.ctx = forkserver.context()
         self.events = self.ctx.Queue()
         self.options, self.schedule, self.progress = options, schedule, progress
         self.overall: TaskID = progress.add_task("cells", total=len(schedule.cells))
@@ -363,7 +366,7 @@ def run_in_fresh_process(task: Task, tracker: Tracker, options: RunOptions) -> C
     """One cell in a new process of its own (the sequential executor's out-of-memory retry)."""
     import torch
 
-    ctx = mp.get_context("spawn")
+    ctx = forkserver.context()
     events = ctx.Queue()
     w = _start_worker(ctx, Slot(0, None, torch.get_num_threads()), events, options.resolved())
     w.tasks.put(task)
