@@ -558,3 +558,46 @@ def test_piped_output_keeps_each_record_on_one_line(write_grid, store):
     assert re.fullmatch(
         r"✓ synthetic/test_resnet/scratch/sgd/none  test_acc [\d.]+  best_val [\d.]+  [\d.]+s", line
     ), line
+
+
+def _leaving(code: str, tmp_path: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
+
+
+def test_the_command_leaves_as_an_ordinary_exit_would_without_the_teardown(tmp_path):
+    """``tlbench`` ends with ``os._exit`` (no module teardown), but only after what an ordinary
+    exit does first: a non-daemon thread's work done, atexit handlers run, output flushed."""
+    code = f"""
+import atexit, sys, threading, time
+from pathlib import Path
+from tlbench.cli import leave
+atexit.register(lambda: print("atexit ran"))
+def slow():
+    time.sleep(0.5)
+    Path({str(tmp_path / "written")!r}).write_text("done")
+threading.Thread(target=slow).start()
+sys.stdout.write("unflushed line")
+leave(3)
+"""
+    done = _leaving(code, tmp_path)
+    assert done.returncode == 3
+    assert (tmp_path / "written").read_text() == "done"
+    assert "unflushed line" in done.stdout and "atexit ran" in done.stdout
+    said = _leaving("from tlbench.cli import leave\nleave('one sentence')", tmp_path)
+    assert (said.returncode, said.stderr.strip()) == (1, "one sentence")
+
+
+def test_the_console_script_keeps_click_s_exit_codes(tmp_path):
+    ok = subprocess.run(
+        [sys.executable, "-m", "tlbench.cli", "grids"], capture_output=True, text=True, timeout=120
+    )
+    assert ok.returncode == 0 and "smoke" in ok.stdout
+    bad = subprocess.run(
+        [sys.executable, "-m", "tlbench.cli", "ls", "--grid", str(tmp_path / "missing.yaml")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert bad.returncode == 2 and "missing.yaml" in bad.stderr

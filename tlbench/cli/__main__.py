@@ -1,5 +1,6 @@
 """``python -m tlbench.cli``: what helper processes and tests start."""
 
-from tlbench.cli import main
+from tlbench.cli import entry
 
-main()
+if __name__ == "__main__":
+    entry()

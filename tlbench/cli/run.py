@@ -135,7 +135,6 @@ def run(
 ) -> None:
     """Train every (selected) cell of a grid and track it in MLflow."""
     from tlbench import api
-    from tlbench.report import render_summary
 
     common.check_workers(workers)
     try:
@@ -171,6 +170,8 @@ def run(
         )
         stop_writers()
         sys.exit(130)
+    from tlbench.report import render_summary  # after the run: scipy's import must not delay the workers
+
     render_summary(result.frame(), common.console, title=f"grid {result.grid}")
     _say_same_settings([o.cell for o in result.outcomes])
     _conclude(result, require_complete)
