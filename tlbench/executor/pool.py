@@ -101,9 +101,9 @@ def _worker_main(slot: Slot, tasks: Any, events: Any, options: RunOptions, env: 
     options = dataclasses.replace(options, device=device)
     try:
         while True:
-            task = tasks.get()
-            if task is None:
-                _leave(events)
+            task = _next_task(tasks)
+            if task is None or task is ORPHANED:
+                _leave(events, orphaned=task is ORPHANED)
             reporter = _EventReporter(events, slot.index)
             if isinstance(task, list):  # a stack of probe heads: one outcome per cell
                 stack_in_worker(task, tracker, options, events, slot.index, reporter)
@@ -124,13 +124,33 @@ def _worker_main(slot: Slot, tasks: Any, events: Any, options: RunOptions, env: 
         return
 
 
-def _leave(events: Any) -> None:
-    """Told to stop between cells: flush what the parent must still receive, drop this process's
-    downloads, and exit without the interpreter's teardown (2-3 s of module cleanup for torch,
-    timm and MLflow, paid by every worker at the end of every grid)."""
+ORPHANED = "orphaned"  # what ``_next_task`` says once the process that started this worker is gone
+
+
+def _next_task(tasks: Any, poll_s: float = 1.0) -> Any:
+    """The next task from the parent, or ``ORPHANED`` once the parent has died (SIGKILL, the OOM
+    killer): the cell in hand was finished first, and no worker is left waiting forever on a
+    queue nobody will feed (its parent is the forkserver, and with it gone, init)."""
+    import multiprocessing
+
+    parent = multiprocessing.parent_process()
+    while True:
+        try:
+            return tasks.get(timeout=poll_s)
+        except queue.Empty:
+            if parent is not None and not parent.is_alive():
+                return ORPHANED
+
+
+def _leave(events: Any, orphaned: bool = False) -> None:
+    """Told to stop between cells, or orphaned: flush what the parent must still receive (nothing,
+    without a parent), drop this process's downloads, and exit without the interpreter's teardown
+    (2-3 s of module cleanup for torch, timm and MLflow, paid by every worker at every grid's end)."""
     from tlbench.tracking.process import drop_process_caches
 
     drop_process_caches()
+    if orphaned:
+        events.cancel_join_thread()  # no reader: a full pipe must not keep this process alive
     events.close()
     events.join_thread()
     sys.stdout.flush()
