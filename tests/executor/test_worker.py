@@ -14,7 +14,8 @@ PARENT = """
 import sys, time
 from tlbench.executor import forkserver
 from tlbench.executor.options import RunOptions
-from tlbench.executor.pool import Slot, _start_worker
+from tlbench.executor.pool import _start_worker
+from tlbench.executor.worker import Slot
 
 ctx = forkserver.context()
 events = ctx.Queue()
