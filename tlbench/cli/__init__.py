@@ -63,20 +63,19 @@ def leave(code: int | str | None) -> None:
     """End this process as ``sys.exit(code)`` would, in the interpreter's own order: the
     background writers ended (a write in progress finishes), the non-daemon threads joined after
     their libraries' own exit hooks (``threading._shutdown``), the ``atexit`` handlers (logging,
-    multiprocessing, temporary folders, Ray), the streams flushed; then ``os._exit``."""
+    multiprocessing, temporary folders such as the downloaded sources', Ray), the streams flushed; then ``os._exit``."""
     import atexit
     import contextlib
     import os
     import sys
     import threading
 
-    from tlbench.tracking.process import drop_process_caches, stop_writers
+    from tlbench.tracking.process import stop_writers
 
     if isinstance(code, str):
         print(code, file=sys.stderr)
         code = 1
     stop_writers()
-    drop_process_caches()
     shutdown = getattr(threading, "_shutdown", None)
     if shutdown is None:  # an interpreter without it: the ordinary exit, teardown included
         sys.exit(code)

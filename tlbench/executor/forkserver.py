@@ -64,8 +64,9 @@ def context() -> Any:
     """The multiprocessing context workers start from: the forkserver running, with an
     import-time environment that matches this process's."""
     global _started_with
-    ctx = mp.get_context(method())
-    if method() != "forkserver":
+    chosen = method()
+    ctx = mp.get_context(chosen)
+    if chosen != "forkserver":
         return ctx
     now = imported_env(dict(os.environ))
     if _started_with is not None and _started_with != now:

@@ -4,7 +4,7 @@ Built with the object API (``Figure``, no pyplot state), so they can be rendered
 training thread and on headless machines. A worker draws the same two figures for every cell
 it finishes: each is built once per process (per class list, for the confusion matrix) and
 redrawn with the next cell's data, which halves their cost (building axes, ticks and texts was
-half of it) and draws the same picture a fresh figure would (``tests/figures/test_run.py``).
+half of it) and draws the same picture a fresh figure would (``tests/figures/test_run_figures.py``).
 """
 
 from __future__ import annotations
